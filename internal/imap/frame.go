@@ -1,0 +1,147 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+)
+
+// Limits bound what ReadCommand accepts.
+type Limits struct {
+	MaxLine    int   // one line without literals
+	MaxLiteral int64 // one literal
+	MaxCommand int64 // the whole command with its literals
+}
+
+// DefaultLimits are generous for clients and bounded for attackers.
+var DefaultLimits = Limits{MaxLine: 64 << 10, MaxLiteral: 64 << 20, MaxCommand: 80 << 20}
+
+// Framing errors. ErrLineTooLong leaves the reader at the next line;
+// LiteralTooBigError says whether the client waits for a continuation
+// (Sync: the server answers NO and the client sends nothing more of this
+// command) or is already sending (the connection must be closed).
+var ErrLineTooLong = errors.New("imap: line too long")
+
+// LiteralTooBigError reports a literal over the limit.
+type LiteralTooBigError struct {
+	Size int64
+	Sync bool
+	// Tag is the command's tag, for the NO reply.
+	Tag string
+}
+
+func (e *LiteralTooBigError) Error() string {
+	return "imap: literal of " + strconv.FormatInt(e.Size, 10) + " bytes too big"
+}
+
+// ReadLine reads one CRLF- or LF-terminated line of at most max bytes and
+// returns it without the line ending. Over-long lines are discarded up to
+// their end and reported as ErrLineTooLong.
+func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > max+2 {
+			if err == nil {
+				return nil, ErrLineTooLong
+			}
+			line = nil
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = r.ReadSlice('\n')
+			}
+			if err != nil {
+				return nil, err
+			}
+			return nil, ErrLineTooLong
+		}
+		line = append(line, chunk...)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			if err == io.EOF && len(line) > 0 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return line, nil
+}
+
+// literalAtEnd finds "{n}" / "{n+}" / "~{n}" at the end of a line.
+func literalAtEnd(line []byte) (size int64, sync bool, ok bool) {
+	if len(line) < 3 || line[len(line)-1] != '}' {
+		return 0, false, false
+	}
+	i := bytes.LastIndexByte(line, '{')
+	if i < 0 {
+		return 0, false, false
+	}
+	num := line[i+1 : len(line)-1]
+	sync = true
+	if len(num) > 0 && num[len(num)-1] == '+' {
+		sync = false
+		num = num[:len(num)-1]
+	}
+	if len(num) == 0 || len(num) > 19 {
+		return 0, false, false
+	}
+	n, err := strconv.ParseInt(string(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, false, false
+	}
+	return n, sync, true
+}
+
+// ReadCommand reads one complete command: its line and every literal the
+// line announces, inlined as they arrived ("{3}\r\nabc..."). Before reading
+// a synchronizing literal it calls cont (which sends "+ ..."). The result
+// has no final CRLF and is what ParseCommand takes.
+func ReadCommand(r *bufio.Reader, lim Limits, cont func() error) ([]byte, error) {
+	var cmd []byte
+	for {
+		line, err := ReadLine(r, lim.MaxLine)
+		if err != nil {
+			return nil, err
+		}
+		cmd = append(cmd, line...)
+		n, sync, ok := literalAtEnd(line)
+		if !ok {
+			return cmd, nil
+		}
+		if n > lim.MaxLiteral || int64(len(cmd))+n > lim.MaxCommand {
+			return nil, &LiteralTooBigError{Size: n, Sync: sync, Tag: tagOf(cmd)}
+		}
+		if sync {
+			if err := cont(); err != nil {
+				return nil, err
+			}
+		}
+		cmd = append(cmd, '\r', '\n')
+		start := len(cmd)
+		cmd = append(cmd, make([]byte, n)...)
+		if _, err := io.ReadFull(r, cmd[start:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+}
+
+func tagOf(cmd []byte) string {
+	i := bytes.IndexByte(cmd, ' ')
+	if i <= 0 {
+		return ""
+	}
+	for _, c := range cmd[:i] {
+		if !isTagChar(c) {
+			return ""
+		}
+	}
+	return string(cmd[:i])
+}
