@@ -1,0 +1,265 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Mailbox is one folder of an account.
+type Mailbox struct {
+	ID            int64
+	AccountID     int64
+	Name          string // UTF-8, "/" separates levels; "INBOX" is upper case
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq uint64
+	SpecialUse    string // RFC 6154 attribute such as `\Sent`, or ""
+	Subscribed    bool
+}
+
+// Counts summarises a mailbox for STATUS and webmail lists.
+type Counts struct {
+	Messages       int
+	Unseen         int
+	Deleted        int
+	Size           int64
+	FirstUnseenUID uint32 // 0: none
+}
+
+// NormalizeMailboxName makes "inbox" in any case "INBOX" and rejects names
+// that cannot be stored: empty levels, control characters, invalid UTF-8.
+func NormalizeMailboxName(name string) (string, error) {
+	if strings.EqualFold(name, "INBOX") {
+		return "INBOX", nil
+	}
+	if i := strings.IndexByte(name, '/'); i >= 0 && strings.EqualFold(name[:i], "INBOX") {
+		name = "INBOX" + name[i:]
+	}
+	if name == "" || !utf8.ValidString(name) || len(name) > 1000 {
+		return "", fmt.Errorf("mailbox name %q: %w", name, ErrInvalid)
+	}
+	for _, level := range strings.Split(name, "/") {
+		if level == "" {
+			return "", fmt.Errorf("mailbox name %q has an empty level: %w", name, ErrInvalid)
+		}
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '*' || r == '%' {
+			return "", fmt.Errorf("mailbox name %q: %w", name, ErrInvalid)
+		}
+	}
+	return name, nil
+}
+
+const mailboxCols = `m.id, m.account_id, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.special_use,
+	EXISTS(SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name)`
+
+func scanMailbox(r scanner) (Mailbox, error) {
+	var m Mailbox
+	err := r.Scan(&m.ID, &m.AccountID, &m.Name, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq, &m.SpecialUse, &m.Subscribed)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("mailbox: %w", ErrNotFound)
+	}
+	return m, err
+}
+
+// Mailboxes lists an account's mailboxes sorted by name.
+func (s *Store) Mailboxes(ctx context.Context, accountID int64) ([]Mailbox, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.account_id = ? ORDER BY m.name", accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Mailbox
+	for rows.Next() {
+		m, err := scanMailbox(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// MailboxByName finds a mailbox of an account.
+func (s *Store) MailboxByName(ctx context.Context, accountID int64, name string) (Mailbox, error) {
+	name, err := NormalizeMailboxName(name)
+	if err != nil {
+		return Mailbox{}, fmt.Errorf("mailbox %q: %w", name, ErrNotFound)
+	}
+	return scanMailbox(s.db.QueryRowContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.account_id = ? AND m.name = ?", accountID, name))
+}
+
+// MailboxByID finds a mailbox by id.
+func (s *Store) MailboxByID(ctx context.Context, id int64) (Mailbox, error) {
+	return scanMailbox(s.db.QueryRowContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.id = ?", id))
+}
+
+// newUIDValidity returns a value never used before in this database: the
+// current time, or one more than the largest in use.
+func newUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
+	var max sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT max(uidvalidity) FROM mailboxes").Scan(&max); err != nil {
+		return 0, err
+	}
+	v := uint32(time.Now().Unix())
+	if max.Valid && uint32(max.Int64) >= v {
+		v = uint32(max.Int64) + 1
+	}
+	return v, nil
+}
+
+func createMailbox(ctx context.Context, tx *sql.Tx, accountID int64, name, specialUse string) (Mailbox, error) {
+	name, err := NormalizeMailboxName(name)
+	if err != nil {
+		return Mailbox{}, err
+	}
+	v, err := newUIDValidity(ctx, tx)
+	if err != nil {
+		return Mailbox{}, err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO mailboxes(account_id, name, uidvalidity, special_use) VALUES(?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`, accountID, name, v, specialUse)
+	if err != nil {
+		return Mailbox{}, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Mailbox{}, fmt.Errorf("mailbox %s: %w", name, ErrExists)
+	}
+	id, _ := res.LastInsertId()
+	return Mailbox{ID: id, AccountID: accountID, Name: name, UIDValidity: v, UIDNext: 1, HighestModSeq: 1, SpecialUse: specialUse}, nil
+}
+
+// CreateMailbox creates a mailbox (ErrExists if it does). Missing parent
+// levels are not created: IMAP clients see them as \NonExistent.
+func (s *Store) CreateMailbox(ctx context.Context, accountID int64, name, specialUse string) (Mailbox, error) {
+	var mb Mailbox
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		var err error
+		mb, err = createMailbox(ctx, tx, accountID, name, specialUse)
+		s.touch(accountID)
+		return err
+	})
+	return mb, err
+}
+
+// DeleteMailbox removes a mailbox and its messages. Child mailboxes stay.
+func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string) error {
+	name, err := NormalizeMailboxName(name)
+	if err != nil {
+		return err
+	}
+	if name == "INBOX" {
+		return fmt.Errorf("INBOX cannot be deleted: %w", ErrInvalid)
+	}
+	return s.update(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", accountID, name).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("mailbox %s: %w", name, ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		if err := s.releaseMessages(ctx, tx, "mailbox_id = ?", id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM mailboxes WHERE id = ?", id)
+		s.touch(accountID)
+		return err
+	})
+}
+
+// RenameMailbox renames a mailbox and its children. Renaming INBOX moves
+// its messages to the new name and leaves an empty INBOX (RFC 9051 §6.3.6).
+func (s *Store) RenameMailbox(ctx context.Context, accountID int64, from, to string) error {
+	from, err := NormalizeMailboxName(from)
+	if err != nil {
+		return err
+	}
+	to, err = NormalizeMailboxName(to)
+	if err != nil {
+		return err
+	}
+	if to == "INBOX" || strings.HasPrefix(to+"/", from+"/") && from != "INBOX" {
+		return fmt.Errorf("cannot rename %s to %s: %w", from, to, ErrInvalid)
+	}
+	return s.update(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", accountID, to).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("mailbox %s: %w", to, ErrExists)
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, "UPDATE mailboxes SET name = ? WHERE account_id = ? AND name = ?", to, accountID, from)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("mailbox %s: %w", from, ErrNotFound)
+		}
+		s.touch(accountID)
+		if from == "INBOX" {
+			// The old INBOX row now has the new name; INBOX starts afresh.
+			if _, err := tx.ExecContext(ctx, "UPDATE mailboxes SET special_use = '' WHERE account_id = ? AND name = ?", accountID, to); err != nil {
+				return err
+			}
+			_, err := createMailbox(ctx, tx, accountID, "INBOX", "")
+			return err
+		}
+		// Children follow their parent.
+		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET name = ? || substr(name, ?)
+			WHERE account_id = ? AND substr(name, 1, ?) = ?`, to+"/", len(from)+2, accountID, len(from)+1, from+"/")
+		return err
+	})
+}
+
+// SetSubscribed subscribes or unsubscribes a name, which need not exist.
+func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string, on bool) error {
+	name, err := NormalizeMailboxName(name)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *sql.Tx) error {
+		q := "DELETE FROM subscriptions WHERE account_id = ? AND name = ?"
+		if on {
+			q = "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES(?, ?)"
+		}
+		_, err := tx.ExecContext(ctx, q, accountID, name)
+		return err
+	})
+}
+
+// Subscriptions lists the subscribed names of an account, sorted.
+func (s *Store) Subscriptions(ctx context.Context, accountID int64) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// MailboxCounts counts a mailbox's messages.
+func (s *Store) MailboxCounts(ctx context.Context, mailboxID int64) (Counts, error) {
+	var c Counts
+	var first sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(seen = 0), 0), coalesce(sum(deleted), 0), coalesce(sum(size), 0),
+		(SELECT min(uid) FROM messages WHERE mailbox_id = ?1 AND seen = 0)
+		FROM messages WHERE mailbox_id = ?1`, mailboxID).Scan(&c.Messages, &c.Unseen, &c.Deleted, &c.Size, &first)
+	c.FirstUnseenUID = uint32(first.Int64)
+	return c, err
+}

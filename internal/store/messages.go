@@ -1,0 +1,685 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tern-mail/tern/internal/message"
+)
+
+// MessageInfo is the per-message state that protocols list and sync.
+type MessageInfo struct {
+	UID          uint32
+	ModSeq       uint64
+	Flags        []string // system flags (`\Seen`) and keywords, sorted
+	InternalDate time.Time
+	Size         int64
+	BlobID       string
+}
+
+// Target is one mailbox a delivery goes to.
+type Target struct {
+	AccountID int64
+	MailboxID int64  // if 0, Mailbox names it
+	Mailbox   string // "" means INBOX; a missing mailbox falls back to INBOX
+	Flags     []string
+}
+
+// Delivery is one message for one or more mailboxes: one blob, one row per
+// target.
+type Delivery struct {
+	Blob         Blob
+	Parsed       *message.Parsed
+	InternalDate time.Time
+	Targets      []Target
+	IgnoreQuota  bool
+	// SkipDuplicate: a target mailbox that already holds a message with the
+	// same bytes is left alone and its result says ErrExists.
+	SkipDuplicate bool
+}
+
+// Delivered is the outcome for one target.
+type Delivered struct {
+	AccountID   int64
+	MailboxID   int64
+	UIDValidity uint32
+	UID         uint32
+	Err         error // ErrOverQuota, ErrExists (duplicate), ErrNotFound
+}
+
+// AppendRequest stores one message into one mailbox.
+type AppendRequest struct {
+	AccountID     int64
+	MailboxID     int64
+	Body          io.Reader
+	Flags         []string
+	InternalDate  time.Time
+	IgnoreQuota   bool
+	SkipDuplicate bool
+}
+
+// UIDPair maps a source UID to the UID of its copy.
+type UIDPair struct{ Src, Dst uint32 }
+
+// FlagOp says how UpdateFlags combines flags.
+type FlagOp int
+
+const (
+	FlagsAdd FlagOp = iota
+	FlagsRemove
+	FlagsReplace
+)
+
+// FlagUpdate is one STORE.
+type FlagUpdate struct {
+	UIDs           []uint32
+	Op             FlagOp
+	Flags          []string
+	UnchangedSince uint64 // RFC 7162 UNCHANGEDSINCE; 0: none
+}
+
+var systemFlags = map[string]string{
+	`\seen`: `\Seen`, `\answered`: `\Answered`, `\flagged`: `\Flagged`,
+	`\deleted`: `\Deleted`, `\draft`: `\Draft`,
+}
+
+// NormalizeFlags canonicalises system flags, drops \Recent and duplicates,
+// and sorts.
+func NormalizeFlags(flags []string) []string {
+	seen := map[string]bool{}
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if f == "" || strings.EqualFold(f, `\Recent`) {
+			continue
+		}
+		if c, ok := systemFlags[strings.ToLower(f)]; ok {
+			f = c
+		}
+		if !seen[strings.ToLower(f)] {
+			seen[strings.ToLower(f)] = true
+			out = append(out, f)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if strings.EqualFold(x, f) {
+			return true
+		}
+	}
+	return false
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// nextModSeq raises an account's modseq counter and the mailbox's highest
+// modseq, returning the new value (RFC 7162 §3.1.1: one counter serves
+// every mailbox of the account, so values never repeat).
+func nextModSeq(ctx context.Context, tx *sql.Tx, accountID, mailboxID int64) (uint64, error) {
+	var m uint64
+	if err := tx.QueryRowContext(ctx, "UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq", accountID).Scan(&m); err != nil {
+		return 0, err
+	}
+	_, err := tx.ExecContext(ctx, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", m, mailboxID)
+	return m, err
+}
+
+// Deliver stores one message for its targets and returns once durable.
+// Concurrent calls share a commit. Per-target problems (quota, duplicate)
+// are in the results; the error is for failures of the whole delivery.
+func (s *Store) Deliver(ctx context.Context, d *Delivery) ([]Delivered, error) {
+	if d.Parsed == nil {
+		return nil, fmt.Errorf("deliver: no parsed message: %w", ErrInvalid)
+	}
+	meta, err := json.Marshal(d.Parsed)
+	if err != nil {
+		return nil, err
+	}
+	if d.InternalDate.IsZero() {
+		d.InternalDate = time.Now()
+	}
+	results := make([]Delivered, len(d.Targets))
+	err = s.update(ctx, func(tx *sql.Tx) error {
+		n := 0
+		for i, t := range d.Targets {
+			r, err := s.deliverOne(ctx, tx, d, t, meta)
+			if err != nil && !errors.Is(err, ErrOverQuota) && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			r.Err = err
+			results[i] = r
+			if err == nil {
+				n++
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		return s.refBlob(tx, d.Blob, n)
+	})
+	return results, err
+}
+
+func (s *Store) targetMailbox(ctx context.Context, tx *sql.Tx, t Target) (id int64, uidValidity, uidNext uint32, err error) {
+	if t.MailboxID != 0 {
+		err = tx.QueryRowContext(ctx, "SELECT id, uidvalidity, uidnext FROM mailboxes WHERE id = ? AND account_id = ?", t.MailboxID, t.AccountID).Scan(&id, &uidValidity, &uidNext)
+	} else {
+		name := t.Mailbox
+		if n, nerr := NormalizeMailboxName(name); nerr == nil {
+			name = n
+		} else {
+			name = "INBOX"
+		}
+		err = tx.QueryRowContext(ctx, `SELECT id, uidvalidity, uidnext FROM mailboxes WHERE account_id = ? AND name IN (?, 'INBOX')
+			ORDER BY name = 'INBOX' LIMIT 1`, t.AccountID, name).Scan(&id, &uidValidity, &uidNext)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("mailbox for account %d: %w", t.AccountID, ErrNotFound)
+	}
+	return
+}
+
+func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Target, meta []byte) (Delivered, error) {
+	r := Delivered{AccountID: t.AccountID}
+	id, uv, uid, err := s.targetMailbox(ctx, tx, t)
+	if err != nil {
+		return r, err
+	}
+	r.MailboxID, r.UIDValidity = id, uv
+	if d.SkipDuplicate {
+		var one int
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM messages WHERE mailbox_id = ? AND digest = ? LIMIT 1", id, d.Blob.Digest).Scan(&one)
+		if err == nil {
+			return r, fmt.Errorf("duplicate message: %w", ErrExists)
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return r, err
+		}
+	}
+	if err := chargeQuota(ctx, tx, t.AccountID, d.Blob.Size, d.IgnoreQuota); err != nil {
+		return r, err
+	}
+	modseq, err := nextModSeq(ctx, tx, t.AccountID, id)
+	if err != nil {
+		return r, err
+	}
+	flags := NormalizeFlags(t.Flags)
+	if _, err := tx.ExecContext(ctx, "UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?", id); err != nil {
+		return r, err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest, meta)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, uid, modseq, strings.Join(flags, " "),
+		boolInt(hasFlag(flags, `\Seen`)), boolInt(hasFlag(flags, `\Deleted`)), d.InternalDate.Unix(), d.Blob.Size, d.Blob.ID, d.Blob.Digest, meta)
+	if err != nil {
+		return r, err
+	}
+	r.UID = uid
+	s.touch(t.AccountID)
+	return r, nil
+}
+
+// chargeQuota adds size bytes to an account's usage, failing with
+// ErrOverQuota if that crosses its quota (unless ignore).
+func chargeQuota(ctx context.Context, tx *sql.Tx, accountID, size int64, ignore bool) error {
+	var quota, used int64
+	err := tx.QueryRowContext(ctx, "UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING quota_bytes, used_bytes", size, accountID).Scan(&quota, &used)
+	if err != nil {
+		return err
+	}
+	if !ignore && quota > 0 && used > quota && size > 0 {
+		if _, err := tx.ExecContext(ctx, "UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", size, accountID); err != nil {
+			return err
+		}
+		return fmt.Errorf("account %d: %w", accountID, ErrOverQuota)
+	}
+	return nil
+}
+
+// Append writes a message's bytes, parses them and stores the message in
+// one mailbox (IMAP APPEND, import, the webmail's drafts).
+func (s *Store) Append(ctx context.Context, req AppendRequest) (Delivered, error) {
+	w, err := s.NewBlob()
+	if err != nil {
+		return Delivered{}, err
+	}
+	if _, err := io.Copy(w, req.Body); err != nil {
+		w.Abort()
+		return Delivered{}, err
+	}
+	blob, err := w.Commit()
+	if err != nil {
+		return Delivered{}, err
+	}
+	parsed, err := s.parseBlob(blob.ID)
+	if err != nil {
+		s.DiscardBlob(ctx, blob.ID)
+		return Delivered{}, err
+	}
+	res, err := s.Deliver(ctx, &Delivery{
+		Blob: blob, Parsed: parsed, InternalDate: req.InternalDate,
+		Targets:     []Target{{AccountID: req.AccountID, MailboxID: req.MailboxID, Flags: req.Flags}},
+		IgnoreQuota: req.IgnoreQuota, SkipDuplicate: req.SkipDuplicate,
+	})
+	if err == nil && res[0].Err != nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		s.DiscardBlob(ctx, blob.ID)
+		if len(res) == 1 {
+			return res[0], err
+		}
+		return Delivered{}, err
+	}
+	return res[0], nil
+}
+
+func (s *Store) parseBlob(id string) (*message.Parsed, error) {
+	f, err := s.OpenBlob(id)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return message.Parse(f)
+}
+
+// DiscardBlob removes a committed blob that no row references (a delivery
+// that failed or went nowhere). It is a no-op for a referenced blob.
+func (s *Store) DiscardBlob(ctx context.Context, id string) {
+	if !validBlobID(id) {
+		return
+	}
+	var one int
+	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM blobs WHERE id = ?", id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := removeFile(s.blobPath(id)); err != nil {
+			s.log.Warn("discarding blob", "blob", id, "err", err)
+		}
+	}
+}
+
+const infoCols = "uid, modseq, flags, internal_date, size, blob_id"
+
+func scanInfo(r scanner) (MessageInfo, error) {
+	var m MessageInfo
+	var flags string
+	var date int64
+	if err := r.Scan(&m.UID, &m.ModSeq, &flags, &date, &m.Size, &m.BlobID); err != nil {
+		return m, err
+	}
+	if flags != "" {
+		m.Flags = strings.Split(flags, " ")
+	}
+	m.InternalDate = time.Unix(date, 0)
+	return m, nil
+}
+
+func (s *Store) queryInfos(ctx context.Context, q *sql.Tx, query string, args ...any) ([]MessageInfo, error) {
+	var rows *sql.Rows
+	var err error
+	if q != nil {
+		rows, err = q.QueryContext(ctx, query, args...)
+	} else {
+		rows, err = s.db.QueryContext(ctx, query, args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []MessageInfo
+	for rows.Next() {
+		m, err := scanInfo(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Messages lists a mailbox's messages with minUID <= uid <= maxUID (maxUID
+// 0: no upper bound), sorted by UID.
+func (s *Store) Messages(ctx context.Context, mailboxID int64, minUID, maxUID uint32) ([]MessageInfo, error) {
+	if maxUID == 0 {
+		maxUID = ^uint32(0)
+	}
+	return s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", mailboxID, minUID, maxUID)
+}
+
+// Parsed returns what delivery stored about a message's structure.
+func (s *Store) Parsed(ctx context.Context, mailboxID int64, uid uint32) (*message.Parsed, error) {
+	var meta []byte
+	err := s.db.QueryRowContext(ctx, "SELECT meta FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, uid).Scan(&meta)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("message %d: %w", uid, ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	var p message.Parsed
+	return &p, json.Unmarshal(meta, &p)
+}
+
+// ParsedMany is Parsed for several messages; missing ones are absent.
+func (s *Store) ParsedMany(ctx context.Context, mailboxID int64, uids []uint32) (map[uint32]*message.Parsed, error) {
+	out := make(map[uint32]*message.Parsed, len(uids))
+	for _, r := range uidRanges(uids) {
+		rows, err := s.db.QueryContext(ctx, "SELECT uid, meta FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?", mailboxID, r[0], r[1])
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var uid uint32
+			var meta []byte
+			if err := rows.Scan(&uid, &meta); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			var p message.Parsed
+			if err := json.Unmarshal(meta, &p); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("message %d: %w", uid, err)
+			}
+			out[uid] = &p
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// uidRanges turns a UID list into sorted inclusive ranges.
+func uidRanges(uids []uint32) [][2]uint32 {
+	if len(uids) == 0 {
+		return nil
+	}
+	u := append([]uint32(nil), uids...)
+	sort.Slice(u, func(i, j int) bool { return u[i] < u[j] })
+	var out [][2]uint32
+	cur := [2]uint32{u[0], u[0]}
+	for _, x := range u[1:] {
+		if x <= cur[1]+1 {
+			if x > cur[1] {
+				cur[1] = x
+			}
+			continue
+		}
+		out = append(out, cur)
+		cur = [2]uint32{x, x}
+	}
+	return append(out, cur)
+}
+
+// infosByUIDs loads the rows of the given UIDs inside a write.
+func (s *Store) infosByUIDs(ctx context.Context, tx *sql.Tx, mailboxID int64, uids []uint32) ([]MessageInfo, error) {
+	var out []MessageInfo
+	for _, r := range uidRanges(uids) {
+		infos, err := s.queryInfos(ctx, tx, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", mailboxID, r[0], r[1])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, infos...)
+	}
+	return out, nil
+}
+
+func mailboxAccount(ctx context.Context, tx *sql.Tx, mailboxID int64) (int64, error) {
+	var acct int64
+	err := tx.QueryRowContext(ctx, "SELECT account_id FROM mailboxes WHERE id = ?", mailboxID).Scan(&acct)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("mailbox %d: %w", mailboxID, ErrNotFound)
+	}
+	return acct, err
+}
+
+func applyFlags(cur []string, u FlagUpdate) []string {
+	switch u.Op {
+	case FlagsReplace:
+		return NormalizeFlags(u.Flags)
+	case FlagsAdd:
+		return NormalizeFlags(append(append([]string(nil), cur...), u.Flags...))
+	default:
+		var out []string
+		for _, f := range cur {
+			if !hasFlag(u.Flags, f) {
+				out = append(out, f)
+			}
+		}
+		return NormalizeFlags(out)
+	}
+}
+
+// UpdateFlags changes the flags of the given messages with one new modseq.
+// updated holds every matched message with its flags and modseq after the
+// change (changed or not); failed the UIDs skipped because their modseq
+// was above UnchangedSince (RFC 7162 §3.1.3).
+func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) (updated []MessageInfo, failed []uint32, err error) {
+	err = s.update(ctx, func(tx *sql.Tx) error {
+		updated, failed = nil, nil
+		acct, err := mailboxAccount(ctx, tx, mailboxID)
+		if err != nil {
+			return err
+		}
+		infos, err := s.infosByUIDs(ctx, tx, mailboxID, u.UIDs)
+		if err != nil {
+			return err
+		}
+		var modseq uint64
+		for _, m := range infos {
+			if u.UnchangedSince > 0 && m.ModSeq > u.UnchangedSince {
+				failed = append(failed, m.UID)
+				continue
+			}
+			nf := applyFlags(m.Flags, u)
+			if strings.Join(nf, " ") != strings.Join(m.Flags, " ") {
+				if modseq == 0 {
+					if modseq, err = nextModSeq(ctx, tx, acct, mailboxID); err != nil {
+						return err
+					}
+				}
+				_, err := tx.ExecContext(ctx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+					strings.Join(nf, " "), boolInt(hasFlag(nf, `\Seen`)), boolInt(hasFlag(nf, `\Deleted`)), modseq, mailboxID, m.UID)
+				if err != nil {
+					return err
+				}
+				m.Flags, m.ModSeq = nf, modseq
+			}
+			updated = append(updated, m)
+		}
+		if modseq != 0 {
+			s.touch(acct)
+		}
+		return nil
+	})
+	return updated, failed, err
+}
+
+// Expunge removes messages for good, leaving tombstones for QRESYNC. With
+// uids nil it removes every \Deleted message; otherwise exactly the listed
+// ones that exist. It returns the UIDs removed, sorted.
+func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+	var removed []uint32
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		removed = nil
+		acct, err := mailboxAccount(ctx, tx, mailboxID)
+		if err != nil {
+			return err
+		}
+		var infos []MessageInfo
+		if uids == nil {
+			infos, err = s.queryInfos(ctx, tx, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND deleted = 1 ORDER BY uid", mailboxID)
+		} else {
+			infos, err = s.infosByUIDs(ctx, tx, mailboxID, uids)
+		}
+		if err != nil || len(infos) == 0 {
+			return err
+		}
+		removed, err = s.expungeInfos(ctx, tx, acct, mailboxID, infos)
+		return err
+	})
+	return removed, err
+}
+
+func (s *Store) expungeInfos(ctx context.Context, tx *sql.Tx, acct, mailboxID int64, infos []MessageInfo) ([]uint32, error) {
+	modseq, err := nextModSeq(ctx, tx, acct, mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	removed := make([]uint32, 0, len(infos))
+	var size int64
+	for _, m := range infos {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, m.UID); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO tombstones(mailbox_id, uid, modseq) VALUES(?, ?, ?)", mailboxID, m.UID, modseq); err != nil {
+			return nil, err
+		}
+		if err := s.refBlob(tx, Blob{ID: m.BlobID}, -1); err != nil {
+			return nil, err
+		}
+		size += m.Size
+		removed = append(removed, m.UID)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE accounts SET used_bytes = max(0, used_bytes - ?) WHERE id = ?", size, acct); err != nil {
+		return nil, err
+	}
+	s.touch(acct)
+	return removed, nil
+}
+
+// releaseMessages drops the blob references and quota usage of the
+// messages matching where (a condition on messages), before their rows go.
+func (s *Store) releaseMessages(ctx context.Context, tx *sql.Tx, where string, args ...any) error {
+	rows, err := tx.QueryContext(ctx, "SELECT blob_id, count(*) FROM messages WHERE "+where+" GROUP BY blob_id", args...)
+	if err != nil {
+		return err
+	}
+	type ref struct {
+		id string
+		n  int
+	}
+	var refs []ref
+	for rows.Next() {
+		var r ref
+		if err := rows.Scan(&r.id, &r.n); err != nil {
+			rows.Close()
+			return err
+		}
+		refs = append(refs, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if err := s.refBlob(tx, Blob{ID: r.id}, -r.n); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE accounts SET used_bytes = max(0, used_bytes - coalesce((SELECT sum(size) FROM messages WHERE `+where+`), 0))
+		WHERE id IN (SELECT account_id FROM mailboxes WHERE id IN (SELECT mailbox_id FROM messages WHERE `+where+`))`, append(append([]any{}, args...), args...)...)
+	return err
+}
+
+// Copy copies messages to another mailbox of the same account (RFC 4315
+// COPYUID data in the result).
+func (s *Store) Copy(ctx context.Context, srcMailboxID, dstMailboxID int64, uids []uint32) (uint32, []UIDPair, error) {
+	return s.copyMove(ctx, srcMailboxID, dstMailboxID, uids, false)
+}
+
+// Move moves messages to another mailbox (RFC 6851), atomically.
+func (s *Store) Move(ctx context.Context, srcMailboxID, dstMailboxID int64, uids []uint32) (uint32, []UIDPair, error) {
+	return s.copyMove(ctx, srcMailboxID, dstMailboxID, uids, true)
+}
+
+func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, move bool) (uint32, []UIDPair, error) {
+	var uv uint32
+	var pairs []UIDPair
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		pairs = nil
+		acct, err := mailboxAccount(ctx, tx, src)
+		if err != nil {
+			return err
+		}
+		var dstAcct int64
+		var uidNext uint32
+		err = tx.QueryRowContext(ctx, "SELECT account_id, uidvalidity, uidnext FROM mailboxes WHERE id = ?", dst).Scan(&dstAcct, &uv, &uidNext)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && dstAcct != acct {
+			return fmt.Errorf("mailbox %d: %w", dst, ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		infos, err := s.infosByUIDs(ctx, tx, src, uids)
+		if err != nil || len(infos) == 0 {
+			return err
+		}
+		modseq, err := nextModSeq(ctx, tx, acct, dst)
+		if err != nil {
+			return err
+		}
+		var size int64
+		for _, m := range infos {
+			_, err := tx.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest, meta)
+				SELECT ?, ?, ?, flags, seen, deleted, internal_date, size, blob_id, digest, meta FROM messages WHERE mailbox_id = ? AND uid = ?`,
+				dst, uidNext, modseq, src, m.UID)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE blobs SET refs = refs + 1 WHERE id = ?", m.BlobID); err != nil {
+				return err
+			}
+			pairs = append(pairs, UIDPair{Src: m.UID, Dst: uidNext})
+			uidNext++
+			size += m.Size
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE mailboxes SET uidnext = ? WHERE id = ?", uidNext, dst); err != nil {
+			return err
+		}
+		if err := chargeQuota(ctx, tx, acct, size, move); err != nil {
+			return err
+		}
+		s.touch(acct)
+		if move {
+			_, err = s.expungeInfos(ctx, tx, acct, src, infos)
+		}
+		return err
+	})
+	return uv, pairs, err
+}
+
+// ChangesSince returns the messages whose modseq is above modseq and the
+// UIDs expunged after it (RFC 7162 CHANGEDSINCE and VANISHED).
+func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64) ([]MessageInfo, []uint32, error) {
+	changed, err := s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, modseq)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, modseq)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var vanished []uint32
+	for rows.Next() {
+		var uid uint32
+		if err := rows.Scan(&uid); err != nil {
+			return nil, nil, err
+		}
+		vanished = append(vanished, uid)
+	}
+	return changed, vanished, rows.Err()
+}

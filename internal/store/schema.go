@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order, each once, forward only. Their index+1
+// is the schema version stored in PRAGMA user_version. Never edit a
+// published migration: append a new one.
+var migrations = []string{schemaV1, queueSchema}
+
+const schemaV1 = `
+CREATE TABLE domains(
+	id INTEGER PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE COLLATE NOCASE
+);
+CREATE TABLE accounts(
+	id INTEGER PRIMARY KEY,
+	address TEXT NOT NULL UNIQUE COLLATE NOCASE,
+	domain_id INTEGER NOT NULL REFERENCES domains(id),
+	password_hash TEXT NOT NULL,
+	scram_sha256 TEXT NOT NULL DEFAULT '',
+	quota_bytes INTEGER NOT NULL DEFAULT 0,
+	used_bytes INTEGER NOT NULL DEFAULT 0,
+	modseq INTEGER NOT NULL DEFAULT 1,
+	created INTEGER NOT NULL
+);
+CREATE TABLE aliases(
+	address TEXT PRIMARY KEY COLLATE NOCASE,
+	targets TEXT NOT NULL
+);
+CREATE TABLE mailboxes(
+	id INTEGER PRIMARY KEY,
+	account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name TEXT NOT NULL,
+	uidvalidity INTEGER NOT NULL,
+	uidnext INTEGER NOT NULL DEFAULT 1,
+	highestmodseq INTEGER NOT NULL DEFAULT 1,
+	special_use TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX mailboxes_name ON mailboxes(account_id, name);
+CREATE TABLE subscriptions(
+	account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name TEXT NOT NULL,
+	PRIMARY KEY(account_id, name)
+);
+CREATE TABLE blobs(
+	id TEXT PRIMARY KEY,
+	size INTEGER NOT NULL,
+	refs INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE messages(
+	id INTEGER PRIMARY KEY,
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	uid INTEGER NOT NULL,
+	modseq INTEGER NOT NULL,
+	flags TEXT NOT NULL DEFAULT '',
+	seen INTEGER NOT NULL DEFAULT 0,
+	deleted INTEGER NOT NULL DEFAULT 0,
+	internal_date INTEGER NOT NULL,
+	size INTEGER NOT NULL,
+	blob_id TEXT NOT NULL,
+	digest TEXT NOT NULL,
+	meta BLOB NOT NULL
+);
+CREATE UNIQUE INDEX messages_uid ON messages(mailbox_id, uid);
+CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+CREATE INDEX messages_digest ON messages(mailbox_id, digest);
+CREATE INDEX messages_unseen ON messages(mailbox_id, uid) WHERE seen = 0;
+CREATE TABLE tombstones(
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	uid INTEGER NOT NULL,
+	modseq INTEGER NOT NULL,
+	PRIMARY KEY(mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX tombstones_modseq ON tombstones(mailbox_id, modseq);
+`
+
+// migrate brings the database to the newest schema this binary knows.
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.wdb.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var version int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this tern (%d): upgrade tern", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		err := func() error {
+			tx, err := conn.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if migrations[v] != "" {
+				if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+					return fmt.Errorf("migration %d: %w", v+1, err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface{ Scan(dest ...any) error }
+
+var _ scanner = (*sql.Row)(nil)

@@ -1,0 +1,127 @@
+// Package store owns tern's state: domains, accounts, aliases, mailboxes,
+// messages with their flags and modification sequences, and the message
+// bytes on disk. Every SQL statement of tern lives in this package, behind
+// its Go API, so that a second SQL dialect is one more file set. The store
+// never knows which protocol asked.
+//
+// Durability: a write method returns only after its transaction committed
+// with the WAL fsynced and every blob it references fsynced (file and
+// directory). Concurrent writes are batched into one transaction and one
+// fsync (group commit) by a single writer goroutine.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Errors returned by the store; compare with errors.Is.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrExists    = errors.New("already exists")
+	ErrOverQuota = errors.New("over quota")
+	ErrModified  = errors.New("modified since")
+	ErrInvalid   = errors.New("invalid")
+)
+
+// Options tune a Store.
+type Options struct {
+	Logger *slog.Logger
+	// MaxBatch caps how many writes share one commit (default 256).
+	MaxBatch int
+}
+
+// Store is an open data directory. It is safe for concurrent use, and
+// several processes may open the same directory (the CLI while the server
+// runs): SQLite's locking serialises their writes.
+type Store struct {
+	dir     string
+	blobDir string
+	db      *sql.DB // readers
+	wdb     *sql.DB // the one writer connection
+	log     *slog.Logger
+
+	reqs     chan *writeReq
+	stop     chan struct{}
+	stopped  chan struct{}
+	maxBatch int
+	cur      *batch // owned by the writer goroutine
+
+	closeOnce sync.Once
+	watch     watchers
+}
+
+// Open opens (creating if needed) the store in dataDir: the database
+// dataDir/tern.db and message files under dataDir/blobs. It runs pending
+// migrations and refuses a database written by a newer tern.
+func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if err := os.MkdirAll(filepath.Join(dataDir, "blobs"), 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dataDir, "tern.db")
+	// RFC-free but important: WAL for concurrent readers; synchronous=FULL
+	// so that a commit is on disk when it returns; busy_timeout so that the
+	// CLI and the server wait for each other instead of failing.
+	base := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(ON)"
+	wdb, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	wdb.SetMaxOpenConns(1)
+	db, err := sql.Open("sqlite", base)
+	if err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	s := &Store{
+		dir: dataDir, blobDir: filepath.Join(dataDir, "blobs"),
+		db: db, wdb: wdb, log: opts.Logger,
+		reqs: make(chan *writeReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{}),
+		maxBatch: opts.MaxBatch,
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close stops the writer after pending writes and closes the database.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.stopped
+		err = errors.Join(s.db.Close(), s.wdb.Close())
+	})
+	return err
+}
+
+// IntegrityCheck runs SQLite's integrity check and returns its verdict
+// ("ok" when sound).
+func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
+	var res string
+	err := s.db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res)
+	return res, err
+}

@@ -1,0 +1,408 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustAccount(t *testing.T, s *Store, addr string) Account {
+	t.Helper()
+	ctx := context.Background()
+	_, d, _ := SplitAddress(addr)
+	if err := s.AddDomain(ctx, d); err != nil && !errors.Is(err, ErrExists) {
+		t.Fatal(err)
+	}
+	a, err := s.AddAccount(ctx, addr, "hash", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func msg(subject string) string {
+	return "From: a@example.org\r\nTo: b@example.org\r\nSubject: " + subject + "\r\n\r\nHello " + subject + "\r\n"
+}
+
+func appendMsg(t *testing.T, s *Store, acct Account, mailbox, body string, flags ...string) Delivered {
+	t.Helper()
+	mb, err := s.MailboxByName(context.Background(), acct.ID, mailbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Append(context.Background(), AppendRequest{AccountID: acct.ID, MailboxID: mb.ID, Body: strings.NewReader(body), Flags: flags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestAccountsAndMailboxes(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "Alice@Example.org")
+	if a.Address != "Alice@example.org" {
+		t.Errorf("address %q", a.Address)
+	}
+	if _, err := s.AddAccount(ctx, "alice@example.org", "h", ""); !errors.Is(err, ErrExists) {
+		t.Errorf("duplicate account: %v", err)
+	}
+	if _, err := s.AddAccount(ctx, "bob@elsewhere.test", "h", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("account in unknown domain: %v", err)
+	}
+	got, err := s.AccountByAddress(ctx, "ALICE@example.org")
+	if err != nil || got.ID != a.ID {
+		t.Fatalf("lookup: %v %v", got, err)
+	}
+	mbs, err := s.Mailboxes(ctx, a.ID)
+	if err != nil || len(mbs) != len(DefaultMailboxes) {
+		t.Fatalf("mailboxes %v %v", mbs, err)
+	}
+	for _, mb := range mbs {
+		if !mb.Subscribed || mb.UIDNext != 1 || mb.UIDValidity == 0 {
+			t.Errorf("mailbox %+v", mb)
+		}
+	}
+	if _, err := s.CreateMailbox(ctx, a.ID, "Work/Projects", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateMailbox(ctx, a.ID, "work/projects", ""); err != nil {
+		t.Fatal("names are case-sensitive apart from INBOX:", err)
+	}
+	if _, err := s.CreateMailbox(ctx, a.ID, "inbox", ""); !errors.Is(err, ErrExists) {
+		t.Errorf("inbox: %v", err)
+	}
+	old, _ := s.MailboxByName(ctx, a.ID, "Work/Projects")
+	if _, err := s.CreateMailbox(ctx, a.ID, "Work", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RenameMailbox(ctx, a.ID, "Work", "Job"); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := s.MailboxByName(ctx, a.ID, "Job/Projects")
+	if err != nil || moved.ID != old.ID || moved.UIDValidity != old.UIDValidity {
+		t.Fatalf("child did not follow: %+v %v", moved, err)
+	}
+	if err := s.DeleteMailbox(ctx, a.ID, "INBOX"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("delete INBOX: %v", err)
+	}
+	for _, bad := range []string{"", "a//b", "a/", "x\x01", "a*"} {
+		if _, err := s.CreateMailbox(ctx, a.ID, bad, ""); !errors.Is(err, ErrInvalid) {
+			t.Errorf("CreateMailbox(%q): %v", bad, err)
+		}
+	}
+}
+
+func TestRenameInbox(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	appendMsg(t, s, a, "INBOX", msg("one"))
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	if err := s.RenameMailbox(ctx, a.ID, "INBOX", "Old"); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := s.MailboxByName(ctx, a.ID, "Old")
+	newInbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	if old.ID != inbox.ID || newInbox.ID == inbox.ID || newInbox.UIDValidity == inbox.UIDValidity {
+		t.Fatalf("old %+v new %+v", old, newInbox)
+	}
+	if msgs, _ := s.Messages(ctx, old.ID, 1, 0); len(msgs) != 1 {
+		t.Errorf("messages did not move: %v", msgs)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "alice@example.org")
+	b := mustAccount(t, s, "bob@example.org")
+	mustAccount(t, s, "carol@other.test")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.AddAlias(ctx, "team@example.org", []string{"alice@example.org", "bob@example.org", "x@remote.test"}))
+	must(s.AddAlias(ctx, "all@example.org", []string{"team@example.org", "alice@example.org"}))
+	must(s.AddAlias(ctx, "loop1@example.org", []string{"loop2@example.org"}))
+	must(s.AddAlias(ctx, "loop2@example.org", []string{"loop1@example.org"}))
+	must(s.AddAlias(ctx, "@other.test", []string{"carol@other.test"}))
+	cases := []struct {
+		addr string
+		want []int64
+		err  error
+	}{
+		{"alice@example.org", []int64{a.ID}, nil},
+		{"ALICE@EXAMPLE.ORG", []int64{a.ID}, nil},
+		{"alice+news@example.org", []int64{a.ID}, nil},
+		{"team@example.org", []int64{a.ID, b.ID}, nil},
+		{"all@example.org", []int64{a.ID, b.ID}, nil},
+		{"nobody@example.org", nil, ErrNotFound},
+		{"anything@other.test", []int64{3}, nil},
+		{"loop1@example.org", nil, ErrInvalid},
+	}
+	for _, c := range cases {
+		got, err := s.ResolveRecipient(ctx, c.addr)
+		if c.err != nil {
+			if !errors.Is(err, c.err) {
+				t.Errorf("%s: err %v, want %v", c.addr, err, c.err)
+			}
+			continue
+		}
+		var ids []int64
+		for _, g := range got {
+			ids = append(ids, g.ID)
+		}
+		if err != nil || fmt.Sprint(ids) != fmt.Sprint(c.want) {
+			t.Errorf("%s: %v %v, want %v", c.addr, ids, err, c.want)
+		}
+	}
+	r, err := s.Resolve(ctx, "team@example.org")
+	if err != nil || len(r.Remote) != 1 || r.Remote[0] != "x@remote.test" {
+		t.Errorf("remote targets %v %v", r, err)
+	}
+	if ok, _ := s.Owns(ctx, a, "team@example.org"); !ok {
+		t.Error("alice should own team@")
+	}
+	if ok, _ := s.Owns(ctx, a, "bob@example.org"); ok {
+		t.Error("alice must not own bob@")
+	}
+}
+
+func TestDeliverSharesBlob(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	b := mustAccount(t, s, "b@example.org")
+	w, _ := s.NewBlob()
+	w.Write([]byte(msg("shared")))
+	blob, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.parseBlob(blob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Deliver(ctx, &Delivery{Blob: blob, Parsed: p, Targets: []Target{{AccountID: a.ID}, {AccountID: b.ID, Mailbox: "Nope"}}})
+	if err != nil || res[0].Err != nil || res[1].Err != nil || res[0].UID != 1 || res[1].UID != 1 {
+		t.Fatalf("deliver %+v %v", res, err)
+	}
+	// Missing mailbox falls back to INBOX.
+	if mb, _ := s.MailboxByID(ctx, res[1].MailboxID); mb.Name != "INBOX" {
+		t.Errorf("fallback went to %s", mb.Name)
+	}
+	got, err := s.Parsed(ctx, res[0].MailboxID, 1)
+	if err != nil || got.Envelope.Subject != "shared" {
+		t.Fatalf("parsed %+v %v", got, err)
+	}
+	path := s.blobPath(blob.ID)
+	if _, err := s.Expunge(ctx, res[0].MailboxID, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal("blob removed while still referenced")
+	}
+	if _, err := s.Expunge(ctx, res[1].MailboxID, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("blob not removed with its last reference")
+	}
+}
+
+func TestFlagsExpungeChanges(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	for i := 0; i < 5; i++ {
+		appendMsg(t, s, a, "INBOX", msg(fmt.Sprint(i)), `\seen`, "$Label")
+	}
+	mb, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	if mb.UIDNext != 6 {
+		t.Fatalf("uidnext %d", mb.UIDNext)
+	}
+	msgs, _ := s.Messages(ctx, mb.ID, 1, 0)
+	if len(msgs) != 5 || fmt.Sprint(msgs[0].Flags) != `[$Label \Seen]` {
+		t.Fatalf("messages %+v", msgs)
+	}
+	base := mb.HighestModSeq
+	upd, failed, err := s.UpdateFlags(ctx, mb.ID, FlagUpdate{UIDs: []uint32{2, 3}, Op: FlagsAdd, Flags: []string{`\Deleted`}})
+	if err != nil || len(upd) != 2 || len(failed) != 0 || upd[0].ModSeq != upd[1].ModSeq || upd[0].ModSeq <= base {
+		t.Fatalf("update %+v %v %v", upd, failed, err)
+	}
+	// UNCHANGEDSINCE below the new modseq fails for 2 and 3.
+	_, failed, err = s.UpdateFlags(ctx, mb.ID, FlagUpdate{UIDs: []uint32{1, 2, 3}, Op: FlagsRemove, Flags: []string{`\Seen`}, UnchangedSince: base})
+	if err != nil || fmt.Sprint(failed) != "[2 3]" {
+		t.Fatalf("unchangedsince: %v %v", failed, err)
+	}
+	c, _ := s.MailboxCounts(ctx, mb.ID)
+	if c.Messages != 5 || c.Unseen != 1 || c.Deleted != 2 || c.FirstUnseenUID != 1 {
+		t.Errorf("counts %+v", c)
+	}
+	mb, _ = s.MailboxByName(ctx, mb.AccountID, "INBOX")
+	since := mb.HighestModSeq
+	removed, err := s.Expunge(ctx, mb.ID, nil)
+	if err != nil || fmt.Sprint(removed) != "[2 3]" {
+		t.Fatalf("expunge %v %v", removed, err)
+	}
+	changed, vanished, err := s.ChangesSince(ctx, mb.ID, since)
+	if err != nil || len(changed) != 0 || fmt.Sprint(vanished) != "[2 3]" {
+		t.Fatalf("changes %v %v %v", changed, vanished, err)
+	}
+	acct, _ := s.AccountByID(ctx, a.ID)
+	var want int64
+	for _, m := range []int{0, 3, 4} {
+		want += int64(len(msg(fmt.Sprint(m))))
+	}
+	if acct.UsedBytes != want {
+		t.Errorf("used %d want %d", acct.UsedBytes, want)
+	}
+}
+
+func TestCopyMoveQuota(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	for i := 0; i < 3; i++ {
+		appendMsg(t, s, a, "INBOX", msg(fmt.Sprint(i)), `\Flagged`)
+	}
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	arch, _ := s.MailboxByName(ctx, a.ID, "Archive")
+	uv, pairs, err := s.Copy(ctx, inbox.ID, arch.ID, []uint32{1, 3, 99})
+	if err != nil || uv != arch.UIDValidity || fmt.Sprint(pairs) != "[{1 1} {3 2}]" {
+		t.Fatalf("copy %d %v %v", uv, pairs, err)
+	}
+	_, pairs, err = s.Move(ctx, inbox.ID, arch.ID, []uint32{2})
+	if err != nil || fmt.Sprint(pairs) != "[{2 3}]" {
+		t.Fatalf("move %v %v", pairs, err)
+	}
+	if m, _ := s.Messages(ctx, inbox.ID, 1, 0); len(m) != 2 {
+		t.Errorf("inbox after move: %v", m)
+	}
+	if m, _ := s.Messages(ctx, arch.ID, 1, 0); len(m) != 3 || fmt.Sprint(m[2].Flags) != `[\Flagged]` {
+		t.Errorf("archive after move: %v", m)
+	}
+	acct, _ := s.AccountByID(ctx, a.ID)
+	if err := s.SetQuota(ctx, a.Address, acct.UsedBytes+10); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(msg("too big for quota"))})
+	if !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("append over quota: %v", err)
+	}
+	if _, _, err := s.Copy(ctx, inbox.ID, arch.ID, []uint32{1}); !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("copy over quota: %v", err)
+	}
+	if _, _, err := s.Move(ctx, arch.ID, inbox.ID, []uint32{1}); err != nil {
+		t.Fatalf("move within quota: %v", err)
+	}
+}
+
+func TestSkipDuplicate(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	req := func() AppendRequest {
+		return AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(msg("dup")), SkipDuplicate: true}
+	}
+	if _, err := s.Append(ctx, req()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, req()); !errors.Is(err, ErrExists) {
+		t.Fatalf("second import: %v", err)
+	}
+	if n, _ := s.SweepBlobs(ctx, 0); n != 0 {
+		t.Errorf("the duplicate's blob was left behind: swept %d", n)
+	}
+}
+
+func TestGroupCommitConcurrent(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	w := s.Watch(a.ID)
+	defer w.Close()
+	var wg sync.WaitGroup
+	const n = 200
+	uids := make(chan uint32, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			d, err := s.Append(ctx, AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(msg(fmt.Sprint(i)))})
+			if err != nil {
+				t.Error(err)
+			}
+			uids <- d.UID
+		}(i)
+	}
+	wg.Wait()
+	close(uids)
+	seen := map[uint32]bool{}
+	for u := range uids {
+		if seen[u] {
+			t.Fatalf("uid %d twice", u)
+		}
+		seen[u] = true
+	}
+	select {
+	case <-w.C:
+	case <-time.After(time.Second):
+		t.Error("watcher not woken")
+	}
+	if c, _ := s.MailboxCounts(ctx, inbox.ID); c.Messages != n {
+		t.Errorf("%d messages", c.Messages)
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.wdb.Exec("PRAGMA user_version = 999"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(context.Background(), dir, Options{}); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("opened a newer database: %v", err)
+	}
+}
+
+func TestSweepBlobs(t *testing.T) {
+	s := openTest(t)
+	w, _ := s.NewBlob()
+	w.Write([]byte("orphan"))
+	b, _ := w.Commit()
+	if n, _ := s.SweepBlobs(context.Background(), time.Hour); n != 0 {
+		t.Error("swept a young blob")
+	}
+	if n, _ := s.SweepBlobs(context.Background(), 0); n != 1 {
+		t.Error("orphan not swept")
+	}
+	if _, err := os.Stat(filepath.Join(s.blobDir, b.ID[:2], b.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Error("orphan file still there")
+	}
+}

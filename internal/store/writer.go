@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// writeReq is one write waiting for the writer goroutine.
+type writeReq struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+// batch is the state of one group commit, owned by the writer goroutine.
+type batch struct {
+	syncDirs    map[string]bool // blob directories to fsync before commit
+	removeBlobs []string        // blob files to delete after commit
+	touched     map[int64]bool  // accounts to wake after commit
+}
+
+// update runs fn in a write transaction shared with other concurrent
+// writes (group commit) and returns when the transaction is durable. fn
+// runs inside a savepoint: its error rolls back only its own changes.
+// fn must not block on anything but the database.
+func (s *Store) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return errors.New("store: closed")
+	}
+	// Once queued the write is carried out whatever the context says, so
+	// wait for its outcome: returning early would hide whether it landed.
+	return <-req.done
+}
+
+// writer collects concurrent writes into one transaction and one fsync.
+func (s *Store) writer() {
+	defer close(s.stopped)
+	for {
+		var first *writeReq
+		select {
+		case first = <-s.reqs:
+		case <-s.stop:
+			for {
+				select {
+				case r := <-s.reqs:
+					s.commitBatch([]*writeReq{r})
+				default:
+					return
+				}
+			}
+		}
+		reqs := []*writeReq{first}
+	drain:
+		for len(reqs) < s.maxBatch {
+			select {
+			case r := <-s.reqs:
+				reqs = append(reqs, r)
+			default:
+				break drain
+			}
+		}
+		s.commitBatch(reqs)
+	}
+}
+
+func (s *Store) commitBatch(reqs []*writeReq) {
+	b := &batch{syncDirs: map[string]bool{}, touched: map[int64]bool{}}
+	s.cur = b
+	defer func() { s.cur = nil }()
+	errs := make([]error, len(reqs))
+	fail := func(err error) {
+		for _, r := range reqs {
+			r.done <- err
+		}
+	}
+	ctx := context.Background()
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	for i, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		errs[i] = r.fn(tx)
+		if errs[i] != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	// The blobs referenced by this transaction must be durable before the
+	// rows that point at them (STYLE.md rule 11): fsync their directories.
+	for dir := range b.syncDirs {
+		if err := syncDir(dir); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+		return
+	}
+	for i, r := range reqs {
+		r.done <- errs[i]
+	}
+	for _, id := range b.removeBlobs {
+		if err := os.Remove(s.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("removing blob", "blob", id, "err", err)
+		}
+	}
+	for acct := range b.touched {
+		s.watch.notify(acct)
+	}
+}
+
+// touch records that the current write changed an account, to wake its
+// watchers after commit. Only valid inside update.
+func (s *Store) touch(accountID int64) {
+	if s.cur != nil {
+		s.cur.touched[accountID] = true
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// blobPath maps a blob id to its file: blobs/ab/abcdef...
+func (s *Store) blobPath(id string) string {
+	return filepath.Join(s.blobDir, id[:2], id)
+}
