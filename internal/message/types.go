@@ -79,8 +79,19 @@ type Part struct {
 	HeaderStart int64 `json:"hs"`
 	BodyStart   int64 `json:"bs"`
 	End         int64 `json:"end"`
-	// Lines is the number of lines of the body (text/* and message/rfc822).
+	// Lines is the number of lines of the body (text/* and message/rfc822):
+	// the number of LF bytes in [BodyStart, End), as Dovecot counts them.
 	Lines int64 `json:"lines,omitempty"`
+	// HeaderBareLF and BodyBareLF count the LF bytes not preceded by CR in
+	// the header block and in the body. Sizes above are of the bytes as
+	// stored; an IMAP server that sends bare-LF mail with CRLF line ends
+	// adds these to get the octet counts it announces (RFC 9051 §2.3.1).
+	HeaderBareLF int64 `json:"hblf,omitempty"`
+	BodyBareLF   int64 `json:"bblf,omitempty"`
+	// HeaderOverflow counts header bytes beyond the parser's cap (64 KiB
+	// per header block): they were scanned for the blank line and
+	// boundaries but their fields were ignored.
+	HeaderOverflow int64 `json:"hovf,omitempty"`
 
 	// Parts are the children of a multipart.
 	Parts []*Part `json:"parts,omitempty"`
