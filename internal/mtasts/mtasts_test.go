@@ -1,0 +1,112 @@
+package mtasts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestParsePolicy(t *testing.T) {
+	p, err := ParsePolicy([]byte("version: STSv1\r\nmode: enforce\r\nmx: mail.example.org\r\nmx: *.example.net\r\nmax_age: 86400\r\nextra: ignored\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode != ModeEnforce || len(p.MX) != 2 || p.MaxAge != 24*time.Hour {
+		t.Fatalf("%+v", p)
+	}
+	for host, want := range map[string]bool{"mail.example.org": true, "MAIL.example.org.": true, "a.example.net": true, "a.b.example.net": false, "example.net": false, "other.org": false} {
+		if got := p.Matches(host); got != want {
+			t.Errorf("Matches(%q) = %v", host, got)
+		}
+	}
+	for _, bad := range []string{"", "version: STSv1\nmode: enforce\nmax_age: 1\n", "version: STSv2\nmode: none\nmax_age: 1\n", "version: STSv1\nmode: x\nmax_age: 1\n", "version: STSv1\nmode: none\nmax_age: -1\n"} {
+		if _, err := ParsePolicy([]byte(bad)); !errors.Is(err, ErrSyntax) {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestParseRecord(t *testing.T) {
+	if id, err := ParseRecord("v=STSv1; id=bad-id!;"); err == nil || id != "" {
+		t.Fatalf("bad id accepted: %q", id)
+	}
+	if id, err := ParseRecord("v=STSv1; id=2026112201"); err != nil || id != "2026112201" {
+		t.Fatal(id, err)
+	}
+}
+
+type txtMap map[string][]string
+
+func (m txtMap) LookupTXT(_ context.Context, name string) ([]string, error) {
+	if v, ok := m[name]; ok {
+		return v, nil
+	}
+	return nil, errors.New("not found")
+}
+
+func TestFetcherCache(t *testing.T) {
+	var hits atomic.Int32
+	body := "version: STSv1\nmode: enforce\nmx: mx.example.org\nmax_age: 3600\n"
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path != "/.well-known/mta-sts.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, body)
+	}))
+	defer srv.Close()
+	txt := txtMap{"_mta-sts.example.org": {"v=STSv1; id=1"}}
+	now := time.Now()
+	f := &Fetcher{Resolver: txt, Client: srv.Client(), URL: func(string) string { return srv.URL + "/.well-known/mta-sts.txt" }, Now: func() time.Time { return now }}
+	ctx := context.Background()
+	p, err := f.Policy(ctx, "example.org")
+	if err != nil || p == nil || p.Mode != ModeEnforce {
+		t.Fatal(p, err)
+	}
+	f.Policy(ctx, "example.org")
+	if hits.Load() != 1 {
+		t.Fatalf("cache miss: %d fetches", hits.Load())
+	}
+	// The record disappears (an attacker strips it): the cache holds.
+	delete(txt, "_mta-sts.example.org")
+	if p, _ := f.Policy(ctx, "example.org"); p == nil {
+		t.Fatal("cached policy lost when the TXT record vanished")
+	}
+	// After max_age without a record: no policy.
+	now = now.Add(2 * time.Hour)
+	if p, _ := f.Policy(ctx, "example.org"); p != nil {
+		t.Fatal("expired policy still used")
+	}
+	// A domain without a record has no policy.
+	if p, err := f.Policy(ctx, "none.example"); p != nil || err != nil {
+		t.Fatal(p, err)
+	}
+	// A new id triggers a refetch.
+	txt["_mta-sts.example.org"] = []string{"v=STSv1; id=2"}
+	body = "version: STSv1\nmode: testing\nmx: mx.example.org\nmax_age: 3600\n"
+	if p, _ := f.Policy(ctx, "example.org"); p == nil || p.Mode != ModeTesting {
+		t.Fatalf("refetch: %+v", p)
+	}
+}
+
+func FuzzParsePolicy(f *testing.F) {
+	f.Add([]byte("version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 5\n"))
+	f.Add([]byte("version: STSv1\r\nmode: none\r\nmax_age: 99999999999\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParsePolicy(b)
+		if err != nil {
+			return
+		}
+		q, err := ParsePolicy([]byte(p.String()))
+		if err != nil || !reflect.DeepEqual(p, q) {
+			t.Fatalf("round trip %q: %v %+v %+v", b, err, p, q)
+		}
+	})
+}
