@@ -101,6 +101,7 @@ type addrScanner struct {
 func (a *addrScanner) mailboxOrGroup() (addr Address, group, ok bool) {
 	a.comment = ""
 	var words []string
+	glueAt := -1
 	for a.i < len(a.s) {
 		a.skipCFWS()
 		if a.i >= len(a.s) {
@@ -136,10 +137,19 @@ func (a *addrScanner) mailboxOrGroup() (addr Address, group, ok bool) {
 		case '.':
 			a.i++
 			words = appendDot(words)
+			glueAt = a.i
 		case '"':
-			words = append(words, a.quoted())
+			if w := strings.TrimSpace(a.quoted()); w != "" {
+				words = append(words, w)
+			}
 		default:
-			words = append(words, a.atom())
+			at := a.i
+			w := a.atom()
+			if at == glueAt && len(words) > 0 {
+				words[len(words)-1] += w // "a.b" stays one word
+			} else {
+				words = append(words, w)
+			}
 		}
 	}
 	return a.bare(words)
@@ -173,49 +183,93 @@ func (a *addrScanner) trailingComment() string {
 }
 
 // angleAddr reads the inside of "<[@route:]local@domain>" after the '<'.
+// Everything up to the '>' (or, when it is missing, up to the next ',')
+// is the address, split at its last '@', so that junk inside the brackets
+// ("<Undisclosed-Recipient:;@example.org>") is salvaged, not lost.
 func (a *addrScanner) angleAddr() Address {
 	var addr Address
-	a.skipCFWS()
-	if a.i < len(a.s) && a.s[a.i] == '@' {
-		end := strings.IndexAny(a.s[a.i:], ":>")
-		if end >= 0 && a.s[a.i+end] == ':' {
-			addr.Adl = strings.Join(strings.Fields(a.s[a.i:a.i+end]), "")
-			a.i += end + 1
-		}
-	}
-	var local []string
-loop:
-	for a.i < len(a.s) {
-		a.skipCFWS()
-		if a.i >= len(a.s) {
-			break
-		}
-		switch a.s[a.i] {
-		case '>':
-			break loop
-		case '@':
-			a.i++
-			addr.Host = a.domain()
-			break loop
-		case '"':
-			local = append(local, a.quoted())
-		case '.':
-			a.i++
-			local = appendDot(local)
-		case ',', ';', '<':
-			// unterminated: let the list go on
-			break loop
-		default:
-			local = append(local, a.atom())
-		}
-	}
-	addr.Mailbox = strings.Join(local, "")
-	a.skipCFWS()
+	end := a.closingAngle()
+	inner := a.s[a.i:end]
+	a.i = end
 	if a.i < len(a.s) && a.s[a.i] == '>' {
 		a.i++
 	}
+	inner = strings.TrimSpace(stripComments(inner))
+	if strings.HasPrefix(inner, "@") {
+		if c := strings.IndexByte(inner, ':'); c >= 0 {
+			addr.Adl = strings.Join(strings.Fields(inner[:c]), "")
+			inner = strings.TrimSpace(inner[c+1:])
+		}
+	}
+	local, host := inner, ""
+	if at := lastAtOutsideQuotes(inner); at >= 0 {
+		local, host = inner[:at], inner[at+1:]
+	}
+	addr.Mailbox = unquoteLocal(strings.TrimSpace(local))
+	addr.Host = strings.Join(strings.Fields(host), "")
 	fillMissing(&addr)
 	return addr
+}
+
+// closingAngle finds the '>' closing an angle address that starts at a.i,
+// skipping quoted strings; without one, the next ',' or the end.
+func (a *addrScanner) closingAngle() int {
+	quoted := false
+	for i := a.i; i < len(a.s); i++ {
+		switch c := a.s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == '>' && !quoted:
+			return i
+		}
+	}
+	if j := strings.IndexByte(a.s[a.i:], ','); j >= 0 {
+		return a.i + j
+	}
+	return len(a.s)
+}
+
+func lastAtOutsideQuotes(s string) int {
+	at, quoted := -1, false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			quoted = !quoted
+		case '@':
+			if !quoted {
+				at = i
+			}
+		}
+	}
+	return at
+}
+
+// unquoteLocal removes the quotes of a quoted local part and the white
+// space around dots of an obsolete one (RFC 5322 §4.4).
+func unquoteLocal(s string) string {
+	if !strings.Contains(s, `"`) {
+		return strings.Join(strings.Fields(s), "")
+	}
+	var b strings.Builder
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			i++
+			b.WriteByte(s[i])
+		case c == '"':
+			quoted = !quoted
+		case (c == ' ' || c == '\t') && !quoted:
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // domain reads a domain (dot-atoms or a domain literal) after '@'.

@@ -206,15 +206,24 @@ func ParamValue(ps []Param, key string) string {
 }
 
 // parseContentType parses "type/subtype; params" (RFC 2045 §5.1). Type and
-// subtype are lower-cased; ok is false when they are not both there.
+// subtype are lower-cased; ok is false when they are not both there. A
+// missing ';' before the first parameter is forgiven.
 func parseContentType(s string) (typ, sub string, params []Param, ok bool) {
-	t, rest := splitToken(s)
-	i := strings.IndexByte(t, '/')
-	if i <= 0 || i == len(t)-1 {
+	s = strings.TrimLeft(stripComments(s), " \t")
+	i := strings.IndexAny(s, "/; \t")
+	if i <= 0 || s[i] != '/' {
 		return "", "", nil, false
 	}
-	typ, sub = strings.ToLower(t[:i]), strings.ToLower(t[i+1:])
-	return typ, sub, parseParams(rest), true
+	typ, s = s[:i], strings.TrimLeft(s[i+1:], " \t")
+	j := strings.IndexAny(s, "; \t")
+	if j < 0 {
+		j = len(s)
+	}
+	sub, rest := s[:j], s[j:]
+	if sub == "" {
+		return "", "", nil, false
+	}
+	return strings.ToLower(typ), strings.ToLower(sub), parseParams(rest), true
 }
 
 // splitToken returns the text up to the first ';' with white space and

@@ -94,6 +94,13 @@ func imapBody(p *Part, top bool) string {
 
 func TestDumpIMAP(t *testing.T) {
 	files := strings.Fields(os.Getenv("TERN_DUMP"))
+	if len(files) == 1 && strings.HasPrefix(files[0], "@") {
+		list, err := os.ReadFile(files[0][1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = strings.Fields(string(list))
+	}
 	if len(files) == 0 {
 		t.Skip("set TERN_DUMP to a list of message files")
 	}
