@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -37,5 +38,16 @@ func TestStrictErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want mention of %s", c.in, err, c.want)
 		}
+	}
+}
+
+// The example in the repository is what `tern init` writes.
+func TestExampleFileCurrent(t *testing.T) {
+	b, err := os.ReadFile("../../tern.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Example("mail.example.org", ""); string(b) != want {
+		t.Errorf("tern.example.toml is stale; regenerate it from config.Example:\n%s", want)
 	}
 }
