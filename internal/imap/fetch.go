@@ -34,7 +34,7 @@ func (s *Section) String() string {
 			if i > 0 {
 				sb.WriteByte(' ')
 			}
-			sb.WriteString(Quote(f))
+			sb.WriteString(astringForm(f))
 		}
 		sb.WriteByte(')')
 	}
@@ -277,4 +277,18 @@ func (p *cmdParser) section(binary bool) (*Section, error) {
 		return nil, errorf("bad section specifier %s", w)
 	}
 	return s, p.expect(']')
+}
+
+// astringForm returns s as an atom when it is one (clients match the
+// section they asked for textually), else quoted.
+func astringForm(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for i := 0; i < len(s); i++ {
+		if !isAStringChar(s[i]) || s[i] == ']' {
+			return Quote(s)
+		}
+	}
+	return s
 }

@@ -70,7 +70,7 @@ func TestParseDetails(t *testing.T) {
 	if !reflect.DeepEqual(fa.Items[1], want) {
 		t.Errorf("got %+v", fa.Items[1])
 	}
-	if got := fa.Items[1].Section.String(); got != `1.2.HEADER.FIELDS.NOT ("From" "To")` {
+	if got := fa.Items[1].Section.String(); got != `1.2.HEADER.FIELDS.NOT (From To)` {
 		t.Errorf("section string %q", got)
 	}
 	c = mustParse(t, `a SELECT &AOk-t&AOk-`, Options{})

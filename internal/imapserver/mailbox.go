@@ -1,0 +1,351 @@
+package imapserver
+
+import (
+	"errors"
+	"sort"
+	"strings"
+
+	"github.com/tern-mail/tern/internal/imap"
+	"github.com/tern-mail/tern/internal/store"
+)
+
+// storeError maps a store error to a tagged reply.
+func (s *session) storeError(err error, what string) reply {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return no("NONEXISTENT", what+": no such mailbox")
+	case errors.Is(err, store.ErrExists):
+		return no("ALREADYEXISTS", what+": mailbox already exists")
+	case errors.Is(err, store.ErrOverQuota):
+		return no("OVERQUOTA", what+": quota exceeded")
+	case errors.Is(err, store.ErrInvalid):
+		return no("CANNOT", what+": not allowed")
+	}
+	s.log.Error(what, "err", err)
+	return no("SERVERBUG", what+": internal error")
+}
+
+func (s *session) cmdCreate(cmd *imap.Command) reply {
+	args := cmd.Args.(*imap.CreateArgs)
+	name := strings.TrimSuffix(args.Mailbox, "/")
+	if name == "" || name == "INBOX" {
+		return no("ALREADYEXISTS", "INBOX always exists")
+	}
+	use := ""
+	for _, u := range args.SpecialUse {
+		switch strings.ToLower(u) {
+		case `\all`, `\archive`, `\drafts`, `\flagged`, `\junk`, `\sent`, `\trash`:
+			use = `\` + strings.ToUpper(u[1:2]) + strings.ToLower(u[2:])
+		default:
+			// RFC 6154 §3: unknown use: NO [USEATTR].
+			return no("USEATTR", "Unsupported special use "+u)
+		}
+	}
+	// RFC 9051 §6.3.4: create missing superiors too.
+	parts := strings.Split(name, "/")
+	for i := 1; i < len(parts); i++ {
+		parent := strings.Join(parts[:i], "/")
+		if _, err := s.srv.cfg.Store.MailboxByName(s.ctx, s.acct.ID, parent); errors.Is(err, store.ErrNotFound) {
+			if _, err := s.srv.cfg.Store.CreateMailbox(s.ctx, s.acct.ID, parent, ""); err != nil && !errors.Is(err, store.ErrExists) {
+				return s.storeError(err, "CREATE")
+			}
+		}
+	}
+	if _, err := s.srv.cfg.Store.CreateMailbox(s.ctx, s.acct.ID, name, use); err != nil {
+		return s.storeError(err, "CREATE")
+	}
+	return ok("CREATE completed")
+}
+
+func (s *session) cmdDelete(cmd *imap.Command) reply {
+	name := cmd.Args.(*imap.MailboxArgs).Mailbox
+	if name == "INBOX" {
+		return no("CANNOT", "INBOX cannot be deleted")
+	}
+	if s.sel != nil && s.sel.mb.Name == name {
+		return no("INUSE", "Mailbox is selected")
+	}
+	boxes, err := s.srv.cfg.Store.Mailboxes(s.ctx, s.acct.ID)
+	if err != nil {
+		return s.storeError(err, "DELETE")
+	}
+	for _, mb := range boxes {
+		// RFC 9051 §6.3.5: a mailbox with inferiors is not deleted by
+		// tern (it would need \Noselect, which the store cannot hold).
+		if strings.HasPrefix(mb.Name, name+"/") {
+			return no("HASCHILDREN", "Mailbox has children; delete them first")
+		}
+	}
+	if err := s.srv.cfg.Store.DeleteMailbox(s.ctx, s.acct.ID, name); err != nil {
+		return s.storeError(err, "DELETE")
+	}
+	return ok("DELETE completed")
+}
+
+func (s *session) cmdRename(cmd *imap.Command) reply {
+	args := cmd.Args.(*imap.RenameArgs)
+	to := strings.TrimSuffix(args.To, "/")
+	if to == "INBOX" {
+		return no("ALREADYEXISTS", "INBOX always exists")
+	}
+	if err := s.srv.cfg.Store.RenameMailbox(s.ctx, s.acct.ID, args.From, to); err != nil {
+		return s.storeError(err, "RENAME")
+	}
+	return ok("RENAME completed")
+}
+
+func (s *session) cmdSubscribe(cmd *imap.Command) reply {
+	name := cmd.Args.(*imap.MailboxArgs).Mailbox
+	on := cmd.Name == "SUBSCRIBE"
+	if on {
+		if _, err := s.srv.cfg.Store.MailboxByName(s.ctx, s.acct.ID, name); err != nil {
+			return s.storeError(err, "SUBSCRIBE")
+		}
+	}
+	if err := s.srv.cfg.Store.SetSubscribed(s.ctx, s.acct.ID, name, on); err != nil {
+		return s.storeError(err, cmd.Name)
+	}
+	return ok(cmd.Name + " completed")
+}
+
+// matchPattern implements RFC 9051 §6.3.9 wildcards: "*" matches anything,
+// "%" anything but the hierarchy separator.
+func matchPattern(pat, name string) bool {
+	for len(pat) > 0 {
+		switch pat[0] {
+		case '*', '%':
+			star := pat[0] == '*'
+			rest := pat[1:]
+			for i := 0; i <= len(name); i++ {
+				if matchPattern(rest, name[i:]) {
+					return true
+				}
+				if i < len(name) && !star && name[i] == '/' {
+					return false
+				}
+			}
+			return false
+		default:
+			if len(name) == 0 || name[0] != pat[0] {
+				return false
+			}
+			pat, name = pat[1:], name[1:]
+		}
+	}
+	return len(name) == 0
+}
+
+// listEntry is one mailbox in a LIST answer.
+type listEntry struct {
+	name     string
+	mb       *store.Mailbox
+	children bool
+	sub      bool
+}
+
+func (s *session) cmdList(cmd *imap.Command) reply {
+	args := cmd.Args.(*imap.ListArgs)
+	lsub := cmd.Name == "LSUB"
+	if len(args.Patterns) == 1 && args.Patterns[0] == "" && !args.Extended {
+		// RFC 9051 §6.3.9: the hierarchy delimiter and root.
+		s.w.Raw(`* `).Raw(cmd.Name).Raw(` (\Noselect) "/" ""`).CRLF()
+		return ok(cmd.Name + " completed")
+	}
+	entries, err := s.listEntries()
+	if err != nil {
+		return s.storeError(err, cmd.Name)
+	}
+	opt := func(list []string, o string) bool {
+		for _, x := range list {
+			if x == o {
+				return true
+			}
+		}
+		return false
+	}
+	subscribedOnly := lsub || opt(args.SelectOpts, "SUBSCRIBED")
+	returnSub := subscribedOnly || opt(args.ReturnOpts, "SUBSCRIBED")
+	for _, e := range entries {
+		if subscribedOnly && !e.sub {
+			continue
+		}
+		if !matchesAny(args, e.name) {
+			continue
+		}
+		s.writeListEntry(cmd.Name, e, returnSub, lsub)
+		if e.mb != nil && len(args.StatusItems) > 0 {
+			s.writeStatus(e.mb, args.StatusItems)
+		}
+	}
+	return ok(cmd.Name + " completed")
+}
+
+func matchesAny(args *imap.ListArgs, name string) bool {
+	for _, p := range args.Patterns {
+		full := args.Reference + p
+		if len(full) >= 5 && strings.EqualFold(full[:5], "INBOX") && (len(full) == 5 || full[5] == '/') {
+			full = "INBOX" + full[5:]
+		}
+		if matchPattern(full, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) writeListEntry(verb string, e listEntry, returnSub, lsub bool) {
+	var attrs []string
+	if e.mb == nil {
+		if lsub || !s.rev2 {
+			attrs = append(attrs, `\Noselect`)
+		} else {
+			attrs = append(attrs, `\NonExistent`)
+		}
+	}
+	if e.children {
+		attrs = append(attrs, `\HasChildren`)
+	} else {
+		attrs = append(attrs, `\HasNoChildren`)
+	}
+	if returnSub && e.sub && !lsub {
+		attrs = append(attrs, `\Subscribed`)
+	}
+	if e.mb != nil && e.mb.SpecialUse != "" {
+		attrs = append(attrs, e.mb.SpecialUse)
+	}
+	s.w.Raw("* ").Raw(verb).SP().Flags(attrs).Raw(` "/" `).Mailbox(e.name).CRLF()
+}
+
+// listEntries returns every mailbox, implied parent and subscription,
+// sorted by name.
+func (s *session) listEntries() ([]listEntry, error) {
+	boxes, err := s.srv.cfg.Store.Mailboxes(s.ctx, s.acct.ID)
+	if err != nil {
+		return nil, err
+	}
+	subs, err := s.srv.cfg.Store.Subscriptions(s.ctx, s.acct.ID)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*listEntry{}
+	get := func(name string) *listEntry {
+		e := byName[name]
+		if e == nil {
+			e = &listEntry{name: name}
+			byName[name] = e
+		}
+		return e
+	}
+	for i := range boxes {
+		get(boxes[i].Name).mb = &boxes[i]
+	}
+	for _, n := range subs {
+		get(n).sub = true
+	}
+	for _, mb := range boxes {
+		parts := strings.Split(mb.Name, "/")
+		for i := 1; i < len(parts); i++ {
+			get(strings.Join(parts[:i], "/")).children = true
+		}
+	}
+	out := make([]listEntry, 0, len(byName))
+	for _, e := range byName {
+		out = append(out, *e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
+}
+
+func (s *session) cmdStatus(cmd *imap.Command) reply {
+	args := cmd.Args.(*imap.StatusArgs)
+	mb, err := s.srv.cfg.Store.MailboxByName(s.ctx, s.acct.ID, args.Mailbox)
+	if err != nil {
+		return s.storeError(err, "STATUS")
+	}
+	for _, it := range args.Items {
+		switch it {
+		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT",
+			"HIGHESTMODSEQ", "APPENDLIMIT":
+		default:
+			return bad("Unknown STATUS item " + it)
+		}
+	}
+	if !s.writeStatus(&mb, args.Items) {
+		return no("SERVERBUG", "STATUS failed")
+	}
+	return ok("STATUS completed")
+}
+
+// writeStatus writes "* STATUS name (...)" (RFC 9051 §7.3.4).
+func (s *session) writeStatus(mb *store.Mailbox, items []string) bool {
+	c, err := s.srv.cfg.Store.MailboxCounts(s.ctx, mb.ID)
+	if err != nil {
+		s.log.Error("status", "err", err)
+		return false
+	}
+	s.w.Raw("* STATUS ").Mailbox(mb.Name).Raw(" (")
+	for i, it := range items {
+		if i > 0 {
+			s.w.SP()
+		}
+		s.w.Raw(it).SP()
+		switch it {
+		case "MESSAGES":
+			s.w.Number(uint64(c.Messages))
+		case "UIDNEXT":
+			s.w.Number(uint64(mb.UIDNext))
+		case "UIDVALIDITY":
+			s.w.Number(uint64(mb.UIDValidity))
+		case "UNSEEN":
+			s.w.Number(uint64(c.Unseen))
+		case "DELETED":
+			s.w.Number(uint64(c.Deleted))
+		case "SIZE":
+			s.w.Number(uint64(c.Size))
+		case "RECENT":
+			s.w.Number(0)
+		case "HIGHESTMODSEQ":
+			s.w.Number(max(mb.HighestModSeq, 1))
+		case "APPENDLIMIT":
+			s.w.Number(uint64(s.srv.cfg.AppendLimit))
+		}
+	}
+	s.w.Raw(")").CRLF()
+	return true
+}
+
+// RFC 9208: one quota root "" per account, STORAGE in KiB.
+func (s *session) writeQuota() error {
+	acct, err := s.srv.cfg.Store.AccountByID(s.ctx, s.acct.ID)
+	if err != nil {
+		return err
+	}
+	s.w.Raw(`* QUOTA "" (`)
+	if acct.QuotaBytes > 0 {
+		s.w.Raw("STORAGE ").Number(uint64(acct.UsedBytes+1023) / 1024).SP().Number(uint64(acct.QuotaBytes) / 1024)
+	}
+	s.w.Raw(")").CRLF()
+	return nil
+}
+
+func (s *session) cmdGetQuota(cmd *imap.Command) reply {
+	if cmd.Args.(*imap.QuotaRootArgs).Root != "" {
+		return no("NONEXISTENT", "No such quota root")
+	}
+	if err := s.writeQuota(); err != nil {
+		return s.storeError(err, "GETQUOTA")
+	}
+	return ok("GETQUOTA completed")
+}
+
+func (s *session) cmdGetQuotaRoot(cmd *imap.Command) reply {
+	name := cmd.Args.(*imap.MailboxArgs).Mailbox
+	if _, err := s.srv.cfg.Store.MailboxByName(s.ctx, s.acct.ID, name); err != nil {
+		return s.storeError(err, "GETQUOTAROOT")
+	}
+	s.w.Raw("* QUOTAROOT ").Mailbox(name).Raw(` ""`).CRLF()
+	if err := s.writeQuota(); err != nil {
+		return s.storeError(err, "GETQUOTAROOT")
+	}
+	return ok("GETQUOTAROOT completed")
+}

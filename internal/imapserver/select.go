@@ -1,0 +1,342 @@
+package imapserver
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tern-mail/tern/internal/imap"
+	"github.com/tern-mail/tern/internal/store"
+)
+
+// selected is a session's view of its selected mailbox: the sequence
+// numbers it has announced (RFC 9051 §2.3.1.2), which only change at the
+// moments the RFC allows.
+type selected struct {
+	mb       store.Mailbox
+	readOnly bool
+	// uids[i] is the UID of sequence number i+1; modseqs[i] the modseq
+	// this session last reported or saw for it.
+	uids    []uint32
+	modseqs []uint64
+	// highest is the modseq up to which changes have been applied.
+	highest uint64
+	// pending holds UIDs expunged elsewhere and not yet announced.
+	pending map[uint32]bool
+	// dirty: the store signalled a change not yet read.
+	dirty     bool
+	condstore bool
+	// saved is the SEARCHRES result (RFC 5182), as UIDs.
+	saved []uint32
+}
+
+// seqOf returns the 0-based index of uid, or -1.
+func (v *selected) seqOf(uid uint32) int {
+	i := sort.Search(len(v.uids), func(i int) bool { return v.uids[i] >= uid })
+	if i < len(v.uids) && v.uids[i] == uid {
+		return i
+	}
+	return -1
+}
+
+func (v *selected) maxUID() uint32 {
+	if len(v.uids) == 0 {
+		return 0
+	}
+	return v.uids[len(v.uids)-1]
+}
+
+var systemFlagList = []string{`\Answered`, `\Flagged`, `\Deleted`, `\Seen`, `\Draft`}
+
+func (s *session) cmdSelect(cmd *imap.Command) reply {
+	args := cmd.Args.(*imap.SelectArgs)
+	if s.sel != nil {
+		s.sel = nil
+		s.state = stateAuth
+		if s.qresync {
+			// RFC 7162 §3.2.11: the previous mailbox is closed.
+			s.w.Raw("* OK [CLOSED] Previous mailbox closed").CRLF()
+		}
+	}
+	if args.QResync != nil && !s.qresync {
+		return bad("QRESYNC not enabled")
+	}
+	mb, err := s.srv.cfg.Store.MailboxByName(s.ctx, s.acct.ID, args.Mailbox)
+	if err != nil {
+		return s.storeError(err, cmd.Name)
+	}
+	// Drain a pending wake-up: everything up to now is read below.
+	select {
+	case <-s.watcher.C:
+	default:
+	}
+	uids, modseqs, err := s.srv.cfg.Store.MessageUIDs(s.ctx, mb.ID)
+	if err != nil {
+		return s.storeError(err, cmd.Name)
+	}
+	c, err := s.srv.cfg.Store.MailboxCounts(s.ctx, mb.ID)
+	if err != nil {
+		return s.storeError(err, cmd.Name)
+	}
+	v := &selected{mb: mb, readOnly: cmd.Name == "EXAMINE", uids: uids, modseqs: modseqs,
+		highest: mb.HighestModSeq, pending: map[uint32]bool{}, condstore: s.condstore || args.CondStore}
+	for _, m := range modseqs {
+		v.highest = max(v.highest, m)
+	}
+	if args.CondStore {
+		s.condstore = true
+	}
+	s.w.Raw("* FLAGS ").Flags(systemFlagList).CRLF()
+	s.w.Raw(`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`).CRLF()
+	s.w.Raw("* ").Number(uint64(len(uids))).Raw(" EXISTS").CRLF()
+	if !s.rev2 {
+		s.w.Raw("* 0 RECENT").CRLF()
+		if c.FirstUnseenUID != 0 {
+			if i := v.seqOf(c.FirstUnseenUID); i >= 0 {
+				s.w.Raw("* OK [UNSEEN ").Number(uint64(i + 1)).Raw("] First unseen").CRLF()
+			}
+		}
+	}
+	s.w.Raw("* OK [UIDVALIDITY ").Number(uint64(mb.UIDValidity)).Raw("] UIDs valid").CRLF()
+	s.w.Raw("* OK [UIDNEXT ").Number(uint64(mb.UIDNext)).Raw("] Predicted next UID").CRLF()
+	s.w.Raw("* OK [HIGHESTMODSEQ ").Number(max(v.highest, 1)).Raw("] Highest").CRLF()
+	if s.rev2 {
+		s.w.Raw(`* LIST () "/" `).Mailbox(mb.Name).CRLF()
+	}
+	s.sel = v
+	s.state = stateSelected
+	if args.QResync != nil && args.QResync.UIDValidity == mb.UIDValidity {
+		s.qresyncSelect(args.QResync)
+	}
+	if v.readOnly {
+		return okCode("READ-ONLY", cmd.Name+" completed")
+	}
+	return okCode("READ-WRITE", cmd.Name+" completed")
+}
+
+// qresyncSelect sends what changed since the client's modseq (RFC 7162
+// §3.2.5.2): VANISHED (EARLIER) and FETCH of changed messages.
+func (s *session) qresyncSelect(q *imap.QResyncParams) {
+	v := s.sel
+	changed, vanished, err := s.srv.cfg.Store.ChangesSince(s.ctx, v.mb.ID, q.ModSeq)
+	if err != nil {
+		s.log.Error("qresync", "err", err)
+		return
+	}
+	if len(q.KnownUIDs.Ranges) > 0 {
+		vanished = filterUIDs(vanished, q.KnownUIDs, v.maxUID())
+	}
+	if len(vanished) > 0 {
+		s.w.Raw("* VANISHED (EARLIER) ").Raw(imap.CompactUIDs(vanished)).CRLF()
+	}
+	for _, info := range changed {
+		if i := v.seqOf(info.UID); i >= 0 {
+			s.writeFlagsFetch(i, info)
+		}
+	}
+}
+
+func filterUIDs(uids []uint32, set imap.SeqSet, max uint32) []uint32 {
+	var out []uint32
+	for _, u := range uids {
+		if set.Contains(u, max) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// writeFlagsFetch announces a flag change (RFC 9051 §7.5.2).
+func (s *session) writeFlagsFetch(i int, info store.MessageInfo) {
+	v := s.sel
+	s.w.Raw("* ").Number(uint64(i + 1)).Raw(" FETCH (UID ").Number(uint64(info.UID)).Raw(" FLAGS ").Flags(info.Flags)
+	if v.condstore {
+		s.w.Raw(" MODSEQ (").Number(info.ModSeq).Raw(")")
+	}
+	s.w.Raw(")").CRLF()
+	if info.ModSeq > v.modseqs[i] {
+		v.modseqs[i] = info.ModSeq
+	}
+}
+
+// sync brings the session's view up to date and writes the untagged
+// responses: new messages (EXISTS), flag changes (FETCH) and, when
+// allowed, expunges (EXPUNGE or VANISHED).
+func (s *session) sync(allowExpunge bool) {
+	v := s.sel
+	if v == nil {
+		return
+	}
+	select {
+	case <-s.watcher.C:
+		v.dirty = true
+	default:
+	}
+	if v.dirty {
+		v.dirty = false
+		s.readChanges()
+	}
+	if allowExpunge && len(v.pending) > 0 {
+		s.announceExpunges()
+	}
+}
+
+func (s *session) readChanges() {
+	v := s.sel
+	changed, vanished, err := s.srv.cfg.Store.ChangesSince(s.ctx, v.mb.ID, v.highest)
+	if err != nil {
+		s.log.Error("sync", "err", err)
+		return
+	}
+	maxKnown := v.maxUID()
+	added := 0
+	for _, info := range changed {
+		v.highest = max(v.highest, info.ModSeq)
+		if info.UID > maxKnown {
+			v.uids = append(v.uids, info.UID)
+			v.modseqs = append(v.modseqs, info.ModSeq)
+			maxKnown = info.UID
+			added++
+			continue
+		}
+		i := v.seqOf(info.UID)
+		if i < 0 || info.ModSeq <= v.modseqs[i] || v.pending[info.UID] {
+			continue
+		}
+		s.writeFlagsFetch(i, info)
+	}
+	for _, uid := range vanished {
+		if v.seqOf(uid) >= 0 {
+			v.pending[uid] = true
+		}
+	}
+	if added > 0 {
+		s.w.Raw("* ").Number(uint64(len(v.uids))).Raw(" EXISTS").CRLF()
+	}
+}
+
+// announceExpunges removes pending UIDs from the view, highest sequence
+// number first so that each EXPUNGE number is right when sent.
+func (s *session) announceExpunges() {
+	v := s.sel
+	gone := make([]uint32, 0, len(v.pending))
+	for uid := range v.pending {
+		gone = append(gone, uid)
+	}
+	clear(v.pending)
+	sort.Slice(gone, func(i, j int) bool { return gone[i] > gone[j] })
+	for _, uid := range gone {
+		i := v.seqOf(uid)
+		if i < 0 {
+			continue
+		}
+		if !s.qresync {
+			s.w.Raw("* ").Number(uint64(i + 1)).Raw(" EXPUNGE").CRLF()
+		}
+		v.uids = append(v.uids[:i], v.uids[i+1:]...)
+		v.modseqs = append(v.modseqs[:i], v.modseqs[i+1:]...)
+	}
+	if s.qresync && len(gone) > 0 {
+		// RFC 7162 §3.2.10: VANISHED replaces EXPUNGE once QRESYNC is on.
+		s.w.Raw("* VANISHED ").Raw(imap.CompactUIDs(gone)).CRLF()
+	}
+}
+
+func (s *session) cmdClose(cmd *imap.Command) reply {
+	v := s.sel
+	if cmd.Name == "CLOSE" && !v.readOnly {
+		// RFC 9051 §6.4.1: expunge silently.
+		if _, err := s.srv.cfg.Store.Expunge(s.ctx, v.mb.ID, nil); err != nil {
+			s.log.Error("close expunge", "err", err)
+		}
+	}
+	s.sel = nil
+	s.state = stateAuth
+	return ok(cmd.Name + " completed")
+}
+
+func (s *session) cmdExpunge(cmd *imap.Command) reply {
+	v := s.sel
+	if v.readOnly {
+		return no("READ-ONLY", "Mailbox is read-only")
+	}
+	var uids []uint32
+	if cmd.UID {
+		// RFC 4315 §2.1: only \Deleted messages in the set.
+		set := cmd.Args.(*imap.SeqArgs).Set
+		uids = []uint32{}
+		infos, err := s.infosFor(s.resolve(set, true))
+		if err != nil {
+			return s.storeError(err, "EXPUNGE")
+		}
+		for _, info := range infos {
+			if hasFlag(info.Flags, `\Deleted`) {
+				uids = append(uids, info.UID)
+			}
+		}
+		if len(uids) == 0 {
+			return ok("EXPUNGE completed")
+		}
+	}
+	removed, err := s.srv.cfg.Store.Expunge(s.ctx, v.mb.ID, uids)
+	if err != nil {
+		return s.storeError(err, "EXPUNGE")
+	}
+	for _, uid := range removed {
+		v.pending[uid] = true
+	}
+	v.dirty = true
+	return ok("EXPUNGE completed")
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// cmdIdle implements RFC 2177 IDLE: updates are pushed as they happen
+// until the client sends DONE.
+func (s *session) cmdIdle(cmd *imap.Command) reply {
+	s.w.Raw("+ idling").CRLF()
+	s.sync(true)
+	if s.flush() != nil {
+		return reply{bye: true}
+	}
+	type lineResult struct {
+		line []byte
+		err  error
+	}
+	done := make(chan lineResult, 1)
+	s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleMax))
+	go func() {
+		line, err := imap.ReadLine(s.br, 1024)
+		done <- lineResult{line, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				if s.closing.Load() {
+					s.w.Raw("* BYE server shutting down").CRLF()
+				}
+				return reply{bye: true}
+			}
+			if !strings.EqualFold(string(r.line), "DONE") {
+				return bad("Expected DONE")
+			}
+			return ok("IDLE terminated")
+		case <-s.watcher.C:
+			if s.sel != nil {
+				s.sel.dirty = true
+				s.sync(true)
+				if s.flush() != nil {
+					return reply{bye: true}
+				}
+			}
+		}
+	}
+}
