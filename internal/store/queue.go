@@ -58,7 +58,7 @@ func (e *QueueEntry) Pending() bool {
 	return false
 }
 
-const queueCols = `id, account_id, sender, env_id, ret, require_tls, blob_id, size, created, next_attempt, attempts, last_error, rcpts`
+const queueCols = `id, account_id, sender, env_id, ret, require_tls, blob_id, size, digest, created, next_attempt, attempts, last_error, rcpts`
 
 // QueueAdd inserts a message into the queue, taking one reference on its
 // blob, and returns once it is durable.
@@ -84,9 +84,9 @@ func (s *Store) QueueAdd(ctx context.Context, e *QueueEntry) (int64, error) {
 		if err := s.refBlob(tx, e.Blob, 1); err != nil {
 			return err
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO queue(account_id, sender, env_id, ret, require_tls, blob_id, size, created, next_attempt, attempts, last_error, rcpts)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			e.AccountID, e.From, e.EnvID, e.Ret, e.RequireTLS, e.Blob.ID, e.Blob.Size,
+		return tx.QueryRowContext(ctx, `INSERT INTO queue(account_id, sender, env_id, ret, require_tls, blob_id, size, digest, created, next_attempt, attempts, last_error, rcpts)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			e.AccountID, e.From, e.EnvID, e.Ret, e.RequireTLS, e.Blob.ID, e.Blob.Size, e.Blob.Digest,
 			e.Created.UnixNano(), e.NextAttempt.UnixNano(), e.Attempts, e.LastError, string(rcpts)).Scan(&id)
 	})
 	if err != nil {
@@ -102,7 +102,7 @@ func scanQueue(r rowScanner) (QueueEntry, error) {
 	var e QueueEntry
 	var created, next int64
 	var rcpts string
-	err := r.Scan(&e.ID, &e.AccountID, &e.From, &e.EnvID, &e.Ret, &e.RequireTLS, &e.Blob.ID, &e.Blob.Size,
+	err := r.Scan(&e.ID, &e.AccountID, &e.From, &e.EnvID, &e.Ret, &e.RequireTLS, &e.Blob.ID, &e.Blob.Size, &e.Blob.Digest,
 		&created, &next, &e.Attempts, &e.LastError, &rcpts)
 	if err != nil {
 		return e, err
@@ -132,9 +132,16 @@ func (s *Store) queryQueue(ctx context.Context, query string, args ...any) ([]Qu
 }
 
 // QueueDue returns up to limit entries whose next attempt is at or before
-// now, earliest first.
-func (s *Store) QueueDue(ctx context.Context, now time.Time, limit int) ([]QueueEntry, error) {
-	return s.queryQueue(ctx, `SELECT `+queueCols+` FROM queue WHERE next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`, now.UnixNano(), limit)
+// now, in (next attempt, id) order, starting after the cursor (afterNext,
+// afterID); a zero cursor starts at the beginning.
+func (s *Store) QueueDue(ctx context.Context, now, afterNext time.Time, afterID int64, limit int) ([]QueueEntry, error) {
+	after := int64(-1 << 63)
+	if !afterNext.IsZero() {
+		after = afterNext.UnixNano()
+	}
+	return s.queryQueue(ctx, `SELECT `+queueCols+` FROM queue
+		WHERE next_attempt <= ? AND (next_attempt > ? OR (next_attempt = ? AND id > ?))
+		ORDER BY next_attempt, id LIMIT ?`, now.UnixNano(), after, after, afterID, limit)
 }
 
 // QueueNext returns the time of the earliest next attempt; ok is false

@@ -14,6 +14,7 @@ CREATE TABLE queue(
 	require_tls INTEGER NOT NULL DEFAULT 0,
 	blob_id TEXT NOT NULL,
 	size INTEGER NOT NULL,
+	digest TEXT NOT NULL DEFAULT '',
 	created INTEGER NOT NULL,
 	next_attempt INTEGER NOT NULL,
 	attempts INTEGER NOT NULL DEFAULT 0,

@@ -43,7 +43,7 @@ func TestQueueLifecycle(t *testing.T) {
 	if err != nil || id == 0 {
 		t.Fatal(id, err)
 	}
-	due, err := s.QueueDue(ctx, now, 10)
+	due, err := s.QueueDue(ctx, now, time.Time{}, 0, 10)
 	if err != nil || len(due) != 1 || due[0].Recipients[0].Notify[0] != "FAILURE" || due[0].Blob.ID != b.ID {
 		t.Fatalf("due %+v %v", due, err)
 	}
@@ -55,7 +55,7 @@ func TestQueueLifecycle(t *testing.T) {
 	if err := s.QueueUpdate(ctx, &got); err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := s.QueueDue(ctx, now, 10); len(due) != 0 {
+	if due, _ := s.QueueDue(ctx, now, time.Time{}, 0, 10); len(due) != 0 {
 		t.Fatalf("deferred entry is due: %+v", due)
 	}
 	if next, ok, _ := s.QueueNext(ctx); !ok || !next.Equal(time.Unix(0, now.Add(time.Hour).UnixNano())) {

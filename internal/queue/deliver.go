@@ -1,0 +1,500 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tern-mail/tern/internal/dns"
+	"github.com/tern-mail/tern/internal/mtasts"
+	"github.com/tern-mail/tern/internal/store"
+)
+
+// outcome is what one attempt did for one recipient.
+type outcome struct {
+	ok       bool
+	perm     bool // permanent failure (5xx)
+	code     int
+	enhanced string
+	text     string
+	remote   string // host that answered
+	relayed  bool   // handed to a server without DSN support (RFC 3461 §5.2.2)
+	local    bool
+}
+
+func temp(enh, format string, args ...any) outcome {
+	return outcome{code: 451, enhanced: enh, text: fmt.Sprintf(format, args...)}
+}
+
+func perm(code int, enh, format string, args ...any) outcome {
+	return outcome{perm: true, code: code, enhanced: enh, text: fmt.Sprintf(format, args...)}
+}
+
+func fromReply(r reply, host string) outcome {
+	o := outcome{code: r.Code, enhanced: r.Enhanced, text: strings.ReplaceAll(r.Text, "\n", " "), remote: host}
+	o.ok = r.Code/100 == 2
+	o.perm = r.Code/100 == 5
+	if o.enhanced == "" && !o.ok {
+		o.enhanced = fmt.Sprintf("%d.0.0", r.Code/100)
+	}
+	return o
+}
+
+func fill(n int, o outcome) []outcome {
+	out := make([]outcome, n)
+	for i := range out {
+		out[i] = o
+	}
+	return out
+}
+
+// domainOf returns the lower-cased domain of an address.
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(strings.TrimSuffix(addr[i+1:], "."))
+	}
+	return ""
+}
+
+// attempt tries every pending recipient of one entry once, grouped by
+// domain, and records the outcome.
+func (q *Queue) attempt(ctx context.Context, e *store.QueueEntry) {
+	log := q.log.With("queue", e.ID)
+	groups := map[string][]int{}
+	var domains []string
+	for i, r := range e.Recipients {
+		if r.Status != store.QueuePending {
+			continue
+		}
+		d := domainOf(r.Address)
+		if groups[d] == nil {
+			domains = append(domains, d)
+		}
+		groups[d] = append(groups[d], i)
+	}
+	sort.Strings(domains)
+	var sig []byte
+	signed := false
+	results := map[int]outcome{}
+	for _, d := range domains {
+		idx := groups[d]
+		var outs []outcome
+		if local, err := q.st.IsLocalDomain(ctx, d); err != nil {
+			outs = fill(len(idx), temp("4.3.0", "local lookup: %v", err))
+		} else if local {
+			outs = q.deliverLocal(ctx, e, idx)
+		} else {
+			if !signed {
+				sig, signed = q.sign(e, log), true
+			}
+			outs = q.deliverRemote(ctx, e, d, idx, sig)
+		}
+		for k, i := range idx {
+			results[i] = outs[k]
+		}
+	}
+	q.finish(ctx, e, results, log)
+}
+
+// sign computes the DKIM signatures for the From header's domain (the one
+// DMARC aligns with), falling back on the envelope sender's domain.
+func (q *Queue) sign(e *store.QueueEntry, log interface{ Warn(string, ...any) }) []byte {
+	if q.cfg.DKIM == nil {
+		return nil
+	}
+	f, err := q.st.OpenBlob(e.Blob.ID)
+	if err != nil {
+		log.Warn("dkim: open message", "err", err)
+		return nil
+	}
+	defer f.Close()
+	hdr, _ := readHeader(f, 256<<10)
+	domains := []string{fromHeaderDomain(hdr), domainOf(e.From)}
+	for _, d := range domains {
+		if d == "" {
+			continue
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil
+		}
+		sig, err := q.cfg.DKIM.Sign(d, f)
+		if err == nil {
+			return sig
+		}
+		log.Warn("dkim: not signed", "domain", d, "err", err)
+	}
+	return nil
+}
+
+// fromHeaderDomain extracts the domain of the first From address.
+func fromHeaderDomain(hdr []byte) string {
+	for _, line := range strings.Split(unfold(string(hdr)), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), "From") {
+			continue
+		}
+		v := value
+		if i := strings.LastIndexByte(v, '<'); i >= 0 {
+			if j := strings.IndexByte(v[i:], '>'); j > 0 {
+				v = v[i+1 : i+j]
+			}
+		}
+		return domainOf(strings.TrimSpace(v))
+	}
+	return ""
+}
+
+func unfold(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\n ", " ")
+	return strings.ReplaceAll(s, "\n\t", " ")
+}
+
+// route returns the hosts to try for a domain and whether a verified TLS
+// connection is required (MTA-STS enforce or REQUIRETLS). A returned
+// outcome is a failure for every recipient of the domain.
+func (q *Queue) route(ctx context.Context, domain string, requireTLS bool) ([]dns.MX, bool, *outcome) {
+	if sh := q.cfg.Smarthost; sh != nil {
+		return []dns.MX{{Host: sh.Host}}, requireTLS || sh.TLS == TLSStartTLS || sh.TLS == TLSImplicit, nil
+	}
+	hosts, err := q.cfg.Resolver.MailHosts(ctx, domain)
+	switch {
+	case errors.Is(err, dns.ErrNullMX):
+		o := perm(556, "5.1.10", "domain %s does not accept mail (null MX)", domain) // RFC 7505 §4.2
+		return nil, false, &o
+	case errors.Is(err, dns.ErrNotFound):
+		o := perm(550, "5.1.2", "domain %s has no mail server", domain)
+		return nil, false, &o
+	case err != nil:
+		o := temp("4.4.3", "DNS lookup of %s failed: %v", domain, err)
+		return nil, false, &o
+	}
+	verify := requireTLS
+	if q.cfg.MTASTS != nil {
+		p, err := q.cfg.MTASTS.Policy(ctx, domain)
+		if err != nil {
+			q.log.Warn("mta-sts policy fetch failed; treating as none (RFC 8461 §5)", "domain", domain, "err", err)
+		}
+		if p != nil && p.Mode == mtasts.ModeEnforce {
+			// RFC 8461 §4.2: only MX hosts matching the policy, over TLS
+			// with a certificate valid for the MX host name.
+			var ok []dns.MX
+			for _, h := range hosts {
+				if p.Matches(h.Host) {
+					ok = append(ok, h)
+				}
+			}
+			if len(ok) == 0 {
+				o := temp("4.7.5", "no MX host of %s matches its MTA-STS policy", domain)
+				return nil, false, &o
+			}
+			hosts, verify = ok, true
+		}
+	}
+	return hosts, verify, nil
+}
+
+// deliverRemote sends to one domain's recipients in one transaction,
+// reusing an idle connection when there is one.
+func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain string, idx []int, sig []byte) []outcome {
+	key := domain
+	if q.cfg.Smarthost != nil {
+		key = "smarthost"
+	}
+	d := q.dest(key)
+	if down, why := d.down(q.cfg.Now()); down {
+		return fill(len(idx), temp("4.4.1", "%s", why))
+	}
+	select {
+	case d.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fill(len(idx), temp("4.3.2", "shutting down"))
+	}
+	defer func() { <-d.sem }()
+
+	// A cached connection was set up under the same policy moments ago;
+	// REQUIRETLS needs one that was verified.
+	for c := d.takeIdle(); c != nil; c = d.takeIdle() {
+		if e.RequireTLS && !c.verified {
+			d.putIdle(c, c.used, q.cfg.PerDestination)
+			break
+		}
+		outs, err := q.transact(ctx, c, e, idx, sig)
+		if err == nil {
+			d.putIdle(c, q.cfg.Now(), q.cfg.PerDestination)
+			return outs
+		}
+		c.close()
+		if outs != nil {
+			return outs // the server answered something: no blind resend
+		}
+	}
+
+	hosts, verify, fail := q.route(ctx, domain, e.RequireTLS)
+	if fail != nil {
+		return fill(len(idx), *fail)
+	}
+	last := temp("4.4.1", "no mail server of %s reachable", domain)
+	connected := false
+	for _, h := range hosts {
+		ips, err := q.cfg.Resolver.LookupIP(ctx, h.Host)
+		if q.cfg.Smarthost != nil {
+			ips, err = q.smarthostIPs(ctx)
+		}
+		if err != nil {
+			last = temp("4.4.3", "address of %s: %v", h.Host, err)
+			continue
+		}
+		for _, ip := range ips {
+			c, err := q.connect(ctx, h.Host, ip, verify)
+			if err != nil {
+				last = connectOutcome(h.Host, err)
+				connected = connected || last.code >= 400 && last.remote != ""
+				q.log.Debug("connect failed", "host", h.Host, "ip", ip, "err", err)
+				continue
+			}
+			connected = true
+			outs, err := q.transact(ctx, c, e, idx, sig)
+			if err != nil {
+				c.close()
+				if outs != nil {
+					return outs
+				}
+				last = temp("4.4.2", "%s: %v", h.Host, err)
+				continue
+			}
+			d.putIdle(c, q.cfg.Now(), q.cfg.PerDestination)
+			return outs
+		}
+	}
+	if !connected {
+		d.markDown(q.cfg.Now().Add(q.cfg.DownTTL), last.text)
+	}
+	if e.RequireTLS && last.enhanced == "4.7.5" {
+		// RFC 8689 §4.2.1: no MX could take it over verified TLS; a
+		// REQUIRETLS message is then returned, never sent in clear.
+		last = perm(550, "5.7.30", "REQUIRETLS: %s", last.text)
+	}
+	return fill(len(idx), last)
+}
+
+func (q *Queue) smarthostIPs(ctx context.Context) ([]net.IP, error) {
+	if ip := net.ParseIP(q.cfg.Smarthost.Host); ip != nil {
+		return []net.IP{ip}, nil
+	}
+	return q.cfg.Resolver.LookupIP(ctx, q.cfg.Smarthost.Host)
+}
+
+// tlsRequiredError: a host could not give the verified TLS required.
+type tlsRequiredError struct{ msg string }
+
+func (e *tlsRequiredError) Error() string { return e.msg }
+
+func connectOutcome(host string, err error) outcome {
+	var te *tlsRequiredError
+	if errors.As(err, &te) {
+		return outcome{code: 451, enhanced: "4.7.5", text: te.msg, remote: host}
+	}
+	var se *smtpError
+	if errors.As(err, &se) {
+		o := fromReply(se.r, host)
+		o.perm = false // another MX or a later attempt may do better
+		return o
+	}
+	return temp("4.4.1", "%s: %v", host, err)
+}
+
+// connect dials one address, says EHLO, upgrades to TLS and logs in to a
+// smarthost. With verify, a connection without a verified certificate for
+// host is refused: the message is never sent in clear.
+func (q *Queue) connect(ctx context.Context, host string, ip net.IP, verify bool) (*client, error) {
+	port := q.cfg.Port
+	mode := TLSOpportunistic
+	if sh := q.cfg.Smarthost; sh != nil {
+		port, mode = sh.Port, sh.TLS
+		if port == 0 {
+			port = map[bool]int{true: 465, false: 587}[mode == TLSImplicit]
+		}
+	}
+	tcfg := q.cfg.TLS.Clone()
+	tcfg.ServerName = host
+	tcfg.InsecureSkipVerify = !verify // RFC 7435 opportunistic security
+	addr := net.JoinHostPort(ip.String(), strconv.Itoa(port))
+	for plainRetry := false; ; plainRetry = true {
+		conn, err := q.cfg.Dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if mode == TLSImplicit {
+			tc := tls.Client(conn, tcfg)
+			tc.SetDeadline(time.Now().Add(cmdTimeout))
+			if err := tc.HandshakeContext(ctx); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			conn = tc
+		}
+		c, err := newClient(conn, host, q.cfg.Hostname)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		c.tls, c.verified = mode == TLSImplicit, mode == TLSImplicit
+		if !c.tls && mode != TLSNone && c.has("STARTTLS") && !plainRetry {
+			if err := c.startTLS(tcfg, q.cfg.Hostname); err != nil {
+				c.close()
+				if verify {
+					return nil, &tlsRequiredError{fmt.Sprintf("TLS with %s failed: %v", host, err)}
+				}
+				q.log.Info("STARTTLS failed, retrying in clear (opportunistic)", "host", host, "err", err)
+				continue
+			}
+		}
+		if verify && !c.verified {
+			c.close()
+			return nil, &tlsRequiredError{host + " offers no verified TLS and policy requires it"}
+		}
+		if sh := q.cfg.Smarthost; sh != nil && sh.Username != "" {
+			if err := c.auth(sh.Username, sh.Password); err != nil {
+				c.close()
+				return nil, err
+			}
+		}
+		return c, nil
+	}
+}
+
+// transact runs one SMTP transaction for the recipients idx. A nil
+// outcome slice with an error means nothing was decided (connection
+// lost before any reply): the caller may try another connection.
+func (q *Queue) transact(ctx context.Context, c *client, e *store.QueueEntry, idx []int, sig []byte) ([]outcome, error) {
+	env, fail := q.envelope(c, e, idx)
+	if fail != nil {
+		return fill(len(idx), *fail), nil
+	}
+	f, err := q.st.OpenBlob(e.Blob.ID)
+	if err != nil {
+		return fill(len(idx), temp("4.3.0", "message file: %v", err)), nil
+	}
+	defer f.Close()
+	res, err := c.send(ctx, env, io.MultiReader(bytes.NewReader(sig), f))
+	if err != nil {
+		if res.Mail.Code == 0 {
+			return nil, err
+		}
+		return fill(len(idx), temp("4.4.2", "%s: connection lost: %v", c.host, err)), err
+	}
+	outs := make([]outcome, len(idx))
+	complete := res.Data.Code == 250
+	for k := range idx {
+		switch {
+		case res.Mail.Code != 250:
+			outs[k] = fromReply(res.Mail, c.host)
+		case res.Rcpts[k].Code/100 != 2:
+			outs[k] = fromReply(res.Rcpts[k], c.host)
+		case res.Data.Code == 0:
+			outs[k] = temp("4.4.2", "%s: no reply to DATA", c.host)
+		default:
+			outs[k] = fromReply(res.Data, c.host)
+			outs[k].relayed = outs[k].ok && !c.has("DSN")
+		}
+	}
+	if !complete {
+		if err := c.reset(); err != nil {
+			return outs, err
+		}
+	}
+	return outs, nil
+}
+
+// envelope builds MAIL and RCPT parameters for what the server offers.
+func (q *Queue) envelope(c *client, e *store.QueueEntry, idx []int) (*envelope, *outcome) {
+	env := &envelope{From: e.From}
+	var mp strings.Builder
+	if c.has("SIZE") {
+		fmt.Fprintf(&mp, " SIZE=%d", e.Blob.Size+1024)
+	}
+	if c.has("8BITMIME") {
+		mp.WriteString(" BODY=8BITMIME")
+	}
+	utf8 := !isASCII(e.From)
+	for _, i := range idx {
+		utf8 = utf8 || !isASCII(e.Recipients[i].Address)
+	}
+	if utf8 {
+		if !c.has("SMTPUTF8") {
+			o := perm(553, "5.6.7", "%s does not support SMTPUTF8 (RFC 6531)", c.host)
+			return nil, &o
+		}
+		mp.WriteString(" SMTPUTF8")
+	}
+	dsn := c.has("DSN")
+	if dsn {
+		if e.Ret != "" {
+			mp.WriteString(" RET=" + e.Ret)
+		}
+		if e.EnvID != "" {
+			mp.WriteString(" ENVID=" + xtext(e.EnvID))
+		}
+	}
+	if e.RequireTLS {
+		// RFC 8689 §4.2.1: only to servers offering REQUIRETLS over TLS.
+		if !c.has("REQUIRETLS") || !c.verified {
+			o := perm(550, "5.7.30", "REQUIRETLS: %s does not offer REQUIRETLS over verified TLS", c.host)
+			return nil, &o
+		}
+		mp.WriteString(" REQUIRETLS")
+	}
+	env.MailParams = mp.String()
+	for _, i := range idx {
+		r := e.Recipients[i]
+		env.Rcpts = append(env.Rcpts, r.Address)
+		var rp strings.Builder
+		if dsn {
+			// RFC 3461 §5.2.1: pass NOTIFY and ORCPT on.
+			if len(r.Notify) > 0 {
+				rp.WriteString(" NOTIFY=" + strings.Join(r.Notify, ","))
+			}
+			orcpt := r.ORcpt
+			if orcpt == "" {
+				orcpt = "rfc822;" + r.Address
+			}
+			if typ, addr, ok := strings.Cut(orcpt, ";"); ok {
+				rp.WriteString(" ORCPT=" + typ + ";" + xtext(addr))
+			}
+		}
+		env.RcptParams = append(env.RcptParams, rp.String())
+	}
+	return env, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// xtext encodes a DSN parameter value (RFC 3461 §4).
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch < '!' || ch > '~' || ch == '+' || ch == '=' {
+			fmt.Fprintf(&b, "+%02X", ch)
+		} else {
+			b.WriteByte(ch)
+		}
+	}
+	return b.String()
+}
