@@ -196,7 +196,7 @@ func (s *session) fetchVanished(args *imap.FetchArgs) {
 	if err != nil {
 		return
 	}
-	vanished = filterUIDs(vanished, args.Set, v.maxUID())
+	vanished = filterUIDs(vanished, args.Set, 0xffffffff)
 	if len(vanished) > 0 {
 		s.w.Raw("* VANISHED (EARLIER) ").Raw(imap.CompactUIDs(vanished)).CRLF()
 	}

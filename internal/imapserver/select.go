@@ -124,7 +124,7 @@ func (s *session) qresyncSelect(q *imap.QResyncParams) {
 		return
 	}
 	if len(q.KnownUIDs.Ranges) > 0 {
-		vanished = filterUIDs(vanished, q.KnownUIDs, v.maxUID())
+		vanished = filterUIDs(vanished, q.KnownUIDs, 0xffffffff)
 	}
 	if len(vanished) > 0 {
 		s.w.Raw("* VANISHED (EARLIER) ").Raw(imap.CompactUIDs(vanished)).CRLF()

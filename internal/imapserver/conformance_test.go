@@ -1,0 +1,142 @@
+package imapserver
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestConformance runs the scripts in testdata/conformance. A script is a
+// list of lines:
+//
+//	# comment
+//	C: text        send "text\r\n" on session 1 (C2: on session 2, ...)
+//	S: pattern     the next line from session 1 must match pattern
+//	S: ...         skip lines until the next S pattern of that session matches
+//	D: subject     deliver a message with that subject to INBOX (out of band)
+//	W: 300         wait that many milliseconds
+//	N2:            session 2 must have nothing to read for 300 ms
+//
+// In patterns "{*}" matches any text and everything else is literal.
+// Sessions connect on first use; their greeting is checked.
+func TestConformance(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "conformance", "*.txt"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no conformance scripts: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			runScript(t, f)
+		})
+	}
+}
+
+type scriptSession struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+var lineRE = regexp.MustCompile(`^([CSDWN])(\d*):(?: (.*))?$`)
+
+func runScript(t *testing.T, path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServer(t)
+	sessions := map[int]*scriptSession{}
+	get := func(n int) *scriptSession {
+		if s := sessions[n]; s != nil {
+			return s
+		}
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		s := &scriptSession{conn: c, br: bufio.NewReader(c)}
+		sessions[n] = s
+		if g := readScriptLine(t, s, 0); !strings.HasPrefix(g, "* OK") {
+			t.Fatalf("session %d greeting %q", n, g)
+		}
+		return s
+	}
+	skip := map[int]bool{}
+	subjects := 0
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		m := lineRE.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("%s:%d: bad script line %q", path, i+1, line)
+		}
+		n := 1
+		if m[2] != "" {
+			n, _ = strconv.Atoi(m[2])
+		}
+		arg := m[3]
+		switch m[1] {
+		case "C":
+			s := get(n)
+			s.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := s.conn.Write([]byte(arg + "\r\n")); err != nil {
+				t.Fatalf("%s:%d: write: %v", path, i+1, err)
+			}
+		case "S":
+			if arg == "..." {
+				skip[n] = true
+				continue
+			}
+			re := patternRE(arg)
+			s := get(n)
+			for {
+				got := readScriptLine(t, s, i+1)
+				if re.MatchString(got) {
+					break
+				}
+				if !skip[n] {
+					t.Fatalf("%s:%d: session %d: got %q, want %q", path, i+1, n, got, arg)
+				}
+			}
+			skip[n] = false
+		case "D":
+			subjects++
+			ts.deliver("INBOX", testMsg(arg, "body of "+arg))
+		case "W":
+			ms, _ := strconv.Atoi(arg)
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		case "N":
+			s := get(n)
+			s.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if l, err := s.br.ReadString('\n'); err == nil || l != "" {
+				t.Fatalf("%s:%d: session %d: unexpected %q", path, i+1, n, l)
+			}
+		}
+	}
+}
+
+func readScriptLine(t *testing.T, s *scriptSession, lineNo int) string {
+	t.Helper()
+	s.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	l, err := s.br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("script line %d: read: %v (partial %q)", lineNo, err, l)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+func patternRE(p string) *regexp.Regexp {
+	parts := strings.Split(p, "{*}")
+	for i := range parts {
+		parts[i] = regexp.QuoteMeta(parts[i])
+	}
+	return regexp.MustCompile("^" + strings.Join(parts, ".*") + "$")
+}
