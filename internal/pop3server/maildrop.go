@@ -1,0 +1,129 @@
+package pop3server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/tern-mail/tern/internal/store"
+)
+
+// msg is one message of the maildrop snapshot.
+type msg struct {
+	uid     uint32
+	blobID  string
+	size    int64 // as stored
+	wire    int64 // as sent (CRLF line ends); -1 until known
+	seen    bool
+	deleted bool
+}
+
+// maildrop is the INBOX as it was at login (RFC 1939 §8: message numbers
+// stay fixed for the session; mail delivered meanwhile shows at the next
+// login).
+type maildrop struct {
+	st          *store.Store
+	mailboxID   int64
+	uidValidity uint32
+	msgs        []msg
+	sizesKnown  bool
+	pendingSeen []uint32
+}
+
+func loadMaildrop(ctx context.Context, st *store.Store, accountID int64) (*maildrop, error) {
+	mb, err := st.MailboxByName(ctx, accountID, "INBOX")
+	if err != nil {
+		return nil, err
+	}
+	infos, err := st.Messages(ctx, mb.ID, 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	d := &maildrop{st: st, mailboxID: mb.ID, uidValidity: mb.UIDValidity, msgs: make([]msg, len(infos))}
+	for i, m := range infos {
+		d.msgs[i] = msg{uid: m.UID, blobID: m.BlobID, size: m.Size, wire: -1, seen: hasFlag(m.Flags, `\Seen`)}
+	}
+	return d, nil
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// uidl is the unique-id of a message (RFC 1939 §7): UIDVALIDITY and UID,
+// stable for the life of the message, the same for every session, and
+// printable ASCII 0x21-0x7E.
+func (d *maildrop) uidl(m *msg) string {
+	return strconv.FormatUint(uint64(d.uidValidity), 10) + "." + strconv.FormatUint(uint64(m.uid), 10)
+}
+
+// ensureSizes computes the wire sizes: the stored size plus a CR for
+// every bare LF, which delivery counted when it parsed the message.
+// Messages the parse data does not cover are measured from their bytes.
+func (d *maildrop) ensureSizes(ctx context.Context, measure func(blobID string) (int64, error)) error {
+	if d.sizesKnown {
+		return nil
+	}
+	const chunk = 1000
+	for i := 0; i < len(d.msgs); i += chunk {
+		part := d.msgs[i:min(i+chunk, len(d.msgs))]
+		uids := make([]uint32, 0, len(part))
+		for _, m := range part {
+			if m.wire < 0 {
+				uids = append(uids, m.uid)
+			}
+		}
+		if len(uids) == 0 {
+			continue
+		}
+		parsed, err := d.st.ParsedMany(ctx, d.mailboxID, uids)
+		if err != nil {
+			return err
+		}
+		for j := range part {
+			m := &part[j]
+			if m.wire >= 0 {
+				continue
+			}
+			if p := parsed[m.uid]; p != nil && p.Structure != nil {
+				m.wire = m.size + p.Structure.HeaderBareLF + p.Structure.BodyBareLF
+				continue
+			}
+			n, err := measure(m.blobID)
+			if errors.Is(err, store.ErrNotFound) {
+				m.wire = m.size // expunged meanwhile; RETR will say so
+				continue
+			} else if err != nil {
+				return fmt.Errorf("measuring message %d: %w", m.uid, err)
+			}
+			m.wire = n
+		}
+	}
+	d.sizesKnown = true
+	return nil
+}
+
+// markSeen queues \Seen for a downloaded message; flush writes the queue.
+func (d *maildrop) markSeen(m *msg) {
+	if !m.seen {
+		m.seen = true
+		d.pendingSeen = append(d.pendingSeen, m.uid)
+	}
+}
+
+func (d *maildrop) flushSeen(ctx context.Context) error {
+	if len(d.pendingSeen) == 0 {
+		return nil
+	}
+	_, _, err := d.st.UpdateFlags(ctx, d.mailboxID, store.FlagUpdate{UIDs: d.pendingSeen, Op: store.FlagsAdd, Flags: []string{`\Seen`}})
+	if err == nil {
+		d.pendingSeen = d.pendingSeen[:0]
+	}
+	return err
+}

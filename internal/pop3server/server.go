@@ -1,0 +1,251 @@
+// Package pop3server serves the INBOX of tern accounts over POP3 (RFC 1939)
+// with the extensions of RFC 2449 (CAPA, RESP-CODES, AUTH-RESP-CODE,
+// PIPELINING, TOP, UIDL, USER, IMPLEMENTATION), STLS (RFC 2595) and SASL
+// (RFC 5034, through internal/sasl).
+//
+// It reads and changes mail only through the store's Go API: a session
+// snapshots the INBOX at login, RETR and TOP stream the stored bytes with
+// CRLF line ends and byte-stuffing, and QUIT expunges the messages marked
+// with DELE through the store, so IMAP sessions see the expunges. A
+// dropped connection deletes nothing. It never touches SQL or blob files
+// directly.
+package pop3server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tern-mail/tern/internal/account"
+	"github.com/tern-mail/tern/internal/store"
+)
+
+// Config configures a Server. Store and Accounts are required.
+type Config struct {
+	Store    *store.Store
+	Accounts *account.Service
+	// TLS enables STLS on Serve and is required by ServeTLS.
+	TLS    *tls.Config
+	Logger *slog.Logger
+	// Hostname appears in the greeting.
+	Hostname string
+	// InsecureAuth allows USER/PASS and AUTH PLAIN/LOGIN without TLS
+	// (tern dev on loopback). RFC 2595 §2.
+	InsecureAuth bool
+	// MarkSeenOnRetr sets \Seen on messages downloaded with RETR, so IMAP
+	// clients of the same account see them as read.
+	MarkSeenOnRetr bool
+	// IdleTimeout closes a session idle that long (RFC 1939 §3: at least
+	// 10 minutes; the default).
+	IdleTimeout time.Duration
+	// AuthFailDelay is how long a failed login waits before its reply
+	// (default 2s): it slows password guessing.
+	AuthFailDelay time.Duration
+	// MaxErrors closes a session after that many bad commands (default 10).
+	MaxErrors int
+	// MaxConnsPerIP caps concurrent sessions from one IP (default 64).
+	MaxConnsPerIP int
+	// MaxLineLength caps a command line, CRLF included (default 1024;
+	// RFC 2449 §4 asks for at least 255). SASL responses may be longer
+	// (up to 16 KiB).
+	MaxLineLength int
+}
+
+// Server is a POP3 server. It is safe for concurrent use; one Server may
+// serve several listeners.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	nextID   atomic.Uint64
+	shutting atomic.Bool
+	wg       sync.WaitGroup
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perIP     map[string]int
+	inUse     map[int64]bool // accounts with a session in TRANSACTION state
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("pop3server: server closed")
+
+// New returns a Server; it does not listen yet.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.AuthFailDelay == 0 {
+		cfg.AuthFailDelay = 2 * time.Second
+	}
+	if cfg.MaxErrors <= 0 {
+		cfg.MaxErrors = 10
+	}
+	if cfg.MaxConnsPerIP <= 0 {
+		cfg.MaxConnsPerIP = 64
+	}
+	if cfg.MaxLineLength < 255 {
+		cfg.MaxLineLength = 1024
+	}
+	return &Server{
+		cfg: cfg, log: cfg.Logger,
+		listeners: map[net.Listener]struct{}{}, sessions: map[*session]struct{}{},
+		perIP: map[string]int{}, inUse: map[int64]bool{},
+	}
+}
+
+// Serve accepts plaintext connections (port 110), offering STLS when a
+// TLS config is set. It returns ErrServerClosed after Shutdown.
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, false) }
+
+// ServeTLS accepts implicit-TLS connections (port 995, RFC 8314).
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.cfg.TLS == nil {
+		return errors.New("pop3server: ServeTLS needs Config.TLS")
+	}
+	return s.serve(l, true)
+}
+
+func (s *Server) serve(l net.Listener, implicitTLS bool) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Anything else (EMFILE, ECONNABORTED) is worth a retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("pop3: accept failed, retrying", "err", err, "delay", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.start(c, implicitTLS)
+	}
+}
+
+func (s *Server) start(c net.Conn, implicitTLS bool) {
+	ip := remoteIP(c)
+	s.mu.Lock()
+	if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+		s.mu.Unlock()
+		s.log.Warn("pop3: too many connections", "remote", ip)
+		if !implicitTLS {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "-ERR [SYS/TEMP] too many connections from your address\r\n")
+		}
+		c.Close()
+		return
+	}
+	s.perIP[ip]++
+	id := s.nextID.Add(1)
+	ss := newSession(s, c, id)
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.sessions, ss)
+			if s.perIP[ip]--; s.perIP[ip] <= 0 {
+				delete(s.perIP, ip)
+			}
+			s.mu.Unlock()
+		}()
+		defer func() {
+			if r := recover(); r != nil {
+				ss.log.Error("pop3: panic in session", "panic", r, "stack", string(debug.Stack()))
+			}
+			ss.close()
+		}()
+		ss.run(implicitTLS)
+	}()
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
+}
+
+// lock marks an account busy; false if another session holds it (RFC
+// 2449 §8.1.2, IN-USE).
+func (s *Server) lock(accountID int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inUse[accountID] {
+		return false
+	}
+	s.inUse[accountID] = true
+	return true
+}
+
+func (s *Server) unlock(accountID int64) {
+	s.mu.Lock()
+	delete(s.inUse, accountID)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, interrupts sessions waiting for a command
+// (they end without deleting anything, as a dropped connection would), and
+// waits for sessions to finish or ctx to expire, then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	s.mu.Lock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	for ss := range s.sessions {
+		ss.interrupt()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for ss := range s.sessions {
+			ss.conn().Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
