@@ -1,0 +1,188 @@
+package smtpserver
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+
+	gosasl "github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/xdg-go/scram"
+)
+
+func plainIR(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+}
+
+func TestSubmissionSTARTTLSRequired(t *testing.T) {
+	e := newEnv(t, Submission, nil)
+	r := dialRaw(t, e.addr)
+	r.expect("220")
+	r.send("EHLO c\r\n")
+	if l := r.expect("250"); strings.Contains(l, "AUTH") {
+		t.Fatal("AUTH offered before TLS")
+	}
+	r.send("AUTH PLAIN " + plainIR("alice@example.org", alicePass) + "\r\n")
+	r.expect("523 5.7.10")
+	r.send("MAIL FROM:<alice@example.org>\r\n")
+	r.expect("530 5.7.0")
+	r.startTLS(clientTLS())
+	r.send("EHLO c\r\n")
+	r.expect("250")
+	r.send("AUTH PLAIN " + plainIR("alice@example.org", "wrong") + "\r\n")
+	r.expect("535 5.7.8")
+	r.send("AUTH PLAIN " + plainIR("alice@example.org", alicePass) + "\r\n")
+	r.expect("235")
+	r.send("MAIL FROM:<bob@example.org>\r\n")
+	r.expect("550 5.7.1")
+	r.send("MAIL FROM:<>\r\n")
+	r.expect("550 5.7.1")
+	r.send("MAIL FROM:<alice+news@example.org>\r\n")
+	r.expect("250")
+}
+
+const submitMsg = "From: Alice <alice@example.org>\r\nTo: bob@example.org, x@remote.example\r\nBcc: secret@remote.example\r\n\tcontinued\r\nSubject: test\r\n\r\nbody\r\n"
+
+func TestSubmissionDelivery(t *testing.T) {
+	e := newEnv(t, Submission, nil)
+	c, err := gosmtp.DialStartTLS(e.addr, clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(gosasl.NewLoginClient("alice@example.org", alicePass)); err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{"bob@example.org", "x@remote.example", "secret@remote.example"}
+	if err := c.SendMail("alice@example.org", rcpts, strings.NewReader(submitMsg)); err != nil {
+		t.Fatal(err)
+	}
+	// The From header must be the account's too.
+	bad := strings.Replace(submitMsg, "alice@example.org>", "bob@example.org>", 1)
+	err = c.SendMail("alice@example.org", rcpts, strings.NewReader(bad))
+	var se *gosmtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (gosmtp.EnhancedCode{5, 7, 1}) {
+		t.Fatalf("foreign From accepted: %v", err)
+	}
+	m := e.inbox("bob@example.org")
+	if len(m) != 1 {
+		t.Fatalf("bob has %d messages", len(m))
+	}
+	got := m[0]
+	for _, want := range []string{"Received: from c\r\n\tby mx.example.org with ", "SA id ", "\r\nMessage-ID: <", "\r\nDate: ", "Subject: test\r\n"} {
+		if !strings.Contains(got, want) && !strings.Contains(got, strings.Replace(want, "from c", "from localhost", 1)) {
+			t.Errorf("message lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "127.0.0.1") || strings.Contains(got, "Bcc") || strings.Contains(got, "secret") {
+		t.Errorf("submission leaked client IP or Bcc:\n%s", got)
+	}
+	q := e.queue.all()
+	if len(q) != 1 || len(q[0].Recipients) != 2 || q[0].From != "alice@example.org" || q[0].AccountID == 0 {
+		t.Fatalf("queue: %+v", q)
+	}
+}
+
+func TestSubmissionImplicitTLSAndLimits(t *testing.T) {
+	e := newEnv(t, Submission, func(c *Config) {
+		c.DefaultLimits = Limits{RecipientsPerMessage: 2, MessagesPerDay: 1}
+	})
+	addr := e.listen(true)
+	c, err := gosmtp.DialTLS(addr, clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(gosasl.NewPlainClient("", "alice@example.org", alicePass)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"bob@example.org", "x@remote.example"} {
+		if err := c.Rcpt(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var se *gosmtp.SMTPError
+	if err := c.Rcpt("y@remote.example", nil); !errors.As(err, &se) || se.Code != 452 {
+		t.Fatalf("third recipient: %v", err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("From: alice@example.org\r\n\r\nhi\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("alice@example.org", nil); !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (gosmtp.EnhancedCode{4, 7, 1}) {
+		t.Fatalf("second message of the day: %v", err)
+	}
+}
+
+// scramClient adapts xdg-go/scram's client to go-sasl's Client.
+type scramClient struct {
+	conv *scram.ClientConversation
+}
+
+func (s *scramClient) Start() (string, []byte, error) {
+	first, err := s.conv.Step("")
+	return "SCRAM-SHA-256", []byte(first), err
+}
+
+func (s *scramClient) Next(challenge []byte) ([]byte, error) {
+	resp, err := s.conv.Step(string(challenge))
+	return []byte(resp), err
+}
+
+func TestSubmissionSCRAM(t *testing.T) {
+	e := newEnv(t, Submission, nil)
+	c, err := gosmtp.DialStartTLS(e.addr, clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ok, mechs := c.Extension("AUTH"); !ok || !strings.Contains(mechs, "SCRAM-SHA-256") {
+		t.Fatalf("AUTH mechanisms %q", mechs)
+	}
+	cl, err := scram.SHA256.NewClient("alice@example.org", alicePass, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(&scramClient{conv: cl.NewConversation()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("alice@example.org", []string{"bob@example.org"}, strings.NewReader("From: alice@example.org\r\n\r\nscram\r\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHeaderFix(t *testing.T) {
+	hdr := []byte("From: a@x\r\nBcc: b@y,\r\n c@z\r\nDate: today\r\n\r\n")
+	out, info := fixHeader(hdr, headerFix{MessageID: "<id@h>", Date: "now"})
+	if string(out) != "From: a@x\r\nDate: today\r\nMessage-ID: <id@h>\r\n\r\n" || info.Removed != 1 || len(info.From) != 1 || info.From[0] != "a@x" {
+		t.Fatalf("got %q %+v", out, info)
+	}
+	out, info = fixHeader([]byte("Subject: s\n"), headerFix{DefaultFrom: "e@x", MessageID: "<i@h>", Date: "d"})
+	if string(out) != "Subject: s\nFrom: <e@x>\r\nMessage-ID: <i@h>\r\nDate: d\r\n" || info.From[0] != "e@x" {
+		t.Fatalf("got %q", out)
+	}
+	if _, info := fixHeader([]byte("From: ???\r\n\r\n"), headerFix{}); !info.BadFrom {
+		t.Fatal("bad From not flagged")
+	}
+}
+
+// FuzzFixHeader checks that header fixing never panics and always keeps
+// the fields other than Bcc byte for byte.
+func FuzzFixHeader(f *testing.F) {
+	f.Add([]byte("From: a@x\r\nBcc: b\r\n\r\n"))
+	f.Add([]byte("Subject: x\n y\nFrom: \"q\" <a@b>\n\n"))
+	f.Fuzz(func(t *testing.T, hdr []byte) {
+		out, _ := fixHeader(hdr, headerFix{MessageID: "<i@h>", Date: "d"})
+		if len(out) < len(hdr)/2 && !strings.Contains(strings.ToLower(string(hdr)), "bcc") {
+			t.Fatalf("lost bytes: %q -> %q", hdr, out)
+		}
+	})
+}
