@@ -18,7 +18,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 	"sync"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -54,6 +56,8 @@ type Store struct {
 	stopped  chan struct{}
 	maxBatch int
 	cur      *batch // owned by the writer goroutine
+
+	stats struct{ batches, writes, nanos atomic.Int64 }
 
 	closeOnce sync.Once
 	watch     watchers
@@ -124,4 +128,10 @@ func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
 	var res string
 	err := s.db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res)
 	return res, err
+}
+
+// WriterStats reports the group commit's work so far: transactions
+// committed, writes they carried, and time spent committing.
+func (s *Store) WriterStats() (batches, writes int64, busy time.Duration) {
+	return s.stats.batches.Load(), s.stats.writes.Load(), time.Duration(s.stats.nanos.Load())
 }

