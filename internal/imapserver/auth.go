@@ -285,17 +285,17 @@ func (s *session) cmdCompress(cmd *imap.Command) reply {
 }
 
 // deflateConn compresses a connection (RFC 4978: raw DEFLATE, RFC 1951).
-// Reads go through a byte reader so that flate never reads past what the
-// peer has flushed: each Read returns as soon as a flushed block is done.
+// Writes use compress/flate with a sync flush per response; reads use the
+// inflater of inflate.go, which never holds back decoded bytes.
 type deflateConn struct {
 	net.Conn
-	r  io.ReadCloser
+	r  io.Reader
 	fw *flate.Writer
 }
 
 func newDeflateConn(c net.Conn) *deflateConn {
 	fw, _ := flate.NewWriter(c, flate.DefaultCompression)
-	return &deflateConn{Conn: c, r: flate.NewReader(&byteReader{r: c}), fw: fw}
+	return &deflateConn{Conn: c, r: newInflater(&byteReader{r: c}), fw: fw}
 }
 
 func (d *deflateConn) Read(p []byte) (int, error)  { return d.r.Read(p) }
@@ -305,10 +305,8 @@ func (d *deflateConn) Write(p []byte) (int, error) { return d.fw.Write(p) }
 // decode everything sent so far.
 func (d *deflateConn) FlushCompressed() error { return d.fw.Flush() }
 
-// byteReader gives flate an io.ByteReader that reads what has arrived and
-// no more: flate's own bufio wrapper would block trying to fill its buffer
-// only when the socket is empty, but flate asks for bytes one at a time and
-// must get each as soon as it is there.
+// byteReader buffers the compressed input and tells the inflater whether
+// more has arrived (Buffered), so it can return output before blocking.
 type byteReader struct {
 	r   io.Reader
 	buf [4096]byte
@@ -324,6 +322,9 @@ func (b *byteReader) Read(p []byte) (int, error) {
 	}
 	return b.r.Read(p)
 }
+
+// Buffered is the number of input bytes read but not consumed.
+func (b *byteReader) Buffered() int { return b.n - b.p }
 
 func (b *byteReader) ReadByte() (byte, error) {
 	if b.p >= b.n {

@@ -1,0 +1,159 @@
+package imapserver
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"math/big"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/xdg-go/scram"
+)
+
+func testTLSConfig(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test.example.org"},
+		DNSNames: []string{"test.example.org"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+func rawOn(t *testing.T, c net.Conn) *raw {
+	t.Cleanup(func() { c.Close() })
+	return &raw{t: t, conn: c, br: bufio.NewReader(c)}
+}
+
+func TestLoginDisabledWithoutTLS(t *testing.T) {
+	cfg := testTLSConfig(t)
+	ts := newTestServer(t, func(c *Config) { c.InsecureAuth = false; c.TLS = cfg })
+	r := ts.raw()
+	lines := r.expectOK("a", "CAPABILITY")
+	if !has(lines, "LOGINDISABLED") || !has(lines, "STARTTLS") || has(lines, "AUTH=PLAIN") {
+		t.Fatalf("capabilities: %q", lines)
+	}
+	if l := r.cmd("b", `LOGIN alice@example.org "`+testPass+`"`); !strings.HasPrefix(l[0], "b NO [PRIVACYREQUIRED]") {
+		t.Fatalf("LOGIN without TLS: %q", l)
+	}
+	// STARTTLS through the go-imap client, then LOGIN works.
+	c, err := imapclient.DialStartTLS(ts.addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice@example.org", testPass).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Caps().Has("IDLE") {
+		t.Errorf("caps after login: %v", c.Caps())
+	}
+}
+
+func TestImplicitTLSAndScram(t *testing.T) {
+	cfg := testTLSConfig(t)
+	ts := newTestServer(t, func(c *Config) { c.InsecureAuth = false; c.TLS = cfg })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ts.srv.ServeTLS(l)
+	for _, plus := range []bool{false, true} {
+		tc, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rawOn(t, tc)
+		if g := r.line(); !strings.Contains(g, "AUTH=SCRAM-SHA-256-PLUS") {
+			t.Fatalf("greeting %q", g)
+		}
+		client, _ := scram.SHA256.NewClient("alice@example.org", testPass, "")
+		conv := client.NewConversation()
+		mech := "SCRAM-SHA-256"
+		if plus {
+			st := tc.ConnectionState()
+			cb, err := scram.NewTLSExporterBinding(&st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conv = client.NewConversationWithChannelBinding(cb)
+			mech += "-PLUS"
+		}
+		first, _ := conv.Step("")
+		r.send("a AUTHENTICATE " + mech + " " + base64.StdEncoding.EncodeToString([]byte(first)))
+		for {
+			l := r.line()
+			if strings.HasPrefix(l, "a ") {
+				if !strings.HasPrefix(l, "a OK") {
+					t.Fatalf("%s: %s", mech, l)
+				}
+				break
+			}
+			if !strings.HasPrefix(l, "+ ") {
+				t.Fatalf("%s: unexpected %q", mech, l)
+			}
+			chal, _ := base64.StdEncoding.DecodeString(l[2:])
+			resp, err := conv.Step(string(chal))
+			if err != nil && !conv.Done() {
+				t.Fatalf("%s step: %v", mech, err)
+			}
+			r.send(base64.StdEncoding.EncodeToString([]byte(resp)))
+		}
+		if !conv.Valid() {
+			t.Errorf("%s: server signature not verified", mech)
+		}
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.MaxConnsPerIP = 2; c.MaxConnsPerUser = 1 })
+	a := ts.raw()
+	b := ts.raw()
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if l, _ := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("third connection got %q", l)
+	}
+	a.login()
+	if l := b.cmd("x", `LOGIN alice@example.org "`+testPass+`"`); !strings.HasPrefix(l[0], "x NO [LIMIT]") {
+		t.Errorf("second session of one user: %q", l)
+	}
+}
+
+func TestIdleTimeoutAndShutdown(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
+	r := ts.raw()
+	if l := r.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("after idle timeout got %q", l)
+	}
+	ts2 := newTestServer(t)
+	r2 := ts2.raw()
+	r2.login()
+	r2.expectOK("s", "SELECT INBOX")
+	r2.send("i IDLE")
+	if l := r2.line(); l != "+ idling" {
+		t.Fatalf("IDLE: %q", l)
+	}
+	go ts2.srv.Shutdown(t.Context())
+	if l := r2.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("on shutdown got %q", l)
+	}
+}
