@@ -45,11 +45,26 @@ type header struct {
 
 func fieldIndex(name []byte) int {
 	for i, n := range fieldNames {
-		if len(n) == len(name) && bytes.EqualFold(name, []byte(n)) {
+		if len(n) == len(name) && equalFoldASCII(name, n) {
 			return i
 		}
 	}
 	return -1
+}
+
+// equalFoldASCII compares b with the lower-case ASCII string s, ignoring
+// the case of b.
+func equalFoldASCII(b []byte, s string) bool {
+	for i := range len(s) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // splitHeader walks a header block (RFC 5322 §2.2) leniently: a line

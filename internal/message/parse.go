@@ -18,8 +18,9 @@ const (
 	// bytes of the enclosing multipart are epilogue.
 	maxParts = 10000
 	// readBufSize is the longest line examined as a whole for boundaries
-	// and blank lines; longer lines are consumed in pieces.
-	readBufSize = 64 << 10
+	// (RFC 2046 §5.1.1 caps them at 70 characters) and blank lines;
+	// longer lines are consumed in pieces.
+	readBufSize = 4 << 10
 )
 
 // state is where a frame is in its part.
@@ -60,7 +61,8 @@ type parser struct {
 	stack  []*frame
 	nparts int
 
-	hdr     []byte // kept bytes of the header block being read
+	hdr     []byte // kept fields of the header block being read
+	hdrKeep bool   // the field being read is one the parser uses
 	hdrFull bool   // the cap was reached: later header lines are only counted
 	hdrOver int64
 
@@ -286,8 +288,16 @@ func isMessageType(p *Part) bool {
 	return p.Type == "message" && (p.Subtype == "rfc822" || p.Subtype == "global")
 }
 
-// appendHeader keeps a header line, up to the cap.
+// appendHeader keeps a header line if it belongs to a field the parser
+// uses (most of a header is Received and the like), up to the cap.
 func (p *parser) appendHeader(b []byte) {
+	if p.atLineStart && b[0] != ' ' && b[0] != '\t' {
+		n := fieldNameLen(b)
+		p.hdrKeep = n > 0 && fieldIndex(bytes.TrimRight(b[:n], " \t")) >= 0
+	}
+	if !p.hdrKeep {
+		return
+	}
 	if p.hdrFull || len(p.hdr)+len(b) > maxHeaderBytes {
 		p.hdrFull = true
 		p.hdrOver += int64(len(b))
@@ -298,6 +308,7 @@ func (p *parser) appendHeader(b []byte) {
 
 func (p *parser) resetHeader() {
 	p.hdr = p.hdr[:0]
+	p.hdrKeep = false
 	p.hdrFull = false
 	p.hdrOver = 0
 }

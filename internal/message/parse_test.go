@@ -183,7 +183,7 @@ func TestParseLimits(t *testing.T) {
 		var b strings.Builder
 		b.WriteString("Subject: first\n")
 		for b.Len() < 2*maxHeaderBytes {
-			b.WriteString("X-Filler: 0123456789012345678901234567890123456789\n")
+			b.WriteString("To: filler0123456789012345678901234567890123456789@example.org\n")
 		}
 		b.WriteString("Content-Type: text/html\n\n<b>hi</b>\n")
 		m := mustParse(t, []byte(b.String()))

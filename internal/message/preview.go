@@ -11,7 +11,7 @@ import (
 // to 256).
 const PreviewLen = 256
 
-// Raw bytes kept of the candidate parts for the preview.
+// Raw bytes kept at most of the candidate parts for the preview.
 const (
 	maxPreviewPlain = 16 << 10
 	maxPreviewHTML  = 64 << 10
@@ -28,10 +28,25 @@ const (
 // previewState keeps the start of the first text/plain and the first
 // text/html part that are not attachments.
 type previewState struct {
-	plainTaken, htmlTaken bool
-	plain, html           []byte
-	plainEnc, htmlEnc     string
-	plainCS, htmlCS       string
+	plain, html slot
+}
+
+// slot is the captured start of one candidate part. Capture stops as soon
+// as what was captured makes a whole preview, so a long body costs little.
+type slot struct {
+	taken, full bool
+	part        *Part
+	buf         []byte
+	max         int
+	check       int    // capture length at which to try a preview again
+	preview     string // set when full
+}
+
+func (s *previewState) slot(k previewKind) *slot {
+	if k == pvPlain {
+		return &s.plain
+	}
+	return &s.html
 }
 
 // want decides whether the body of part, a leaf, is captured.
@@ -39,58 +54,66 @@ func (s *previewState) want(part *Part) previewKind {
 	if part.Type != "text" || part.Disposition == "attachment" {
 		return pvNone
 	}
+	k, max := pvPlain, maxPreviewPlain
 	switch {
-	case part.Subtype == "plain" && !s.plainTaken:
-		s.plainTaken = true
-		return pvPlain
-	case part.Subtype == "html" && !s.htmlTaken:
-		s.htmlTaken = true
-		return pvHTML
+	case part.Subtype == "plain" && !s.plain.taken:
+	case part.Subtype == "html" && !s.html.taken && !s.plain.full:
+		k, max = pvHTML, maxPreviewHTML
+	default:
+		return pvNone
 	}
-	return pvNone
+	*s.slot(k) = slot{taken: true, part: part, max: max, check: 1 << 10, buf: make([]byte, 0, 2<<10)}
+	return k
 }
 
 func (s *previewState) capture(k previewKind, b []byte) {
-	switch k {
-	case pvPlain:
-		if room := maxPreviewPlain - len(s.plain); room > 0 {
-			s.plain = append(s.plain, b[:min(room, len(b))]...)
-		}
-	case pvHTML:
-		if room := maxPreviewHTML - len(s.html); room > 0 {
-			s.html = append(s.html, b[:min(room, len(b))]...)
+	sl := s.slot(k)
+	if sl.full {
+		return
+	}
+	if room := sl.max - len(sl.buf); room > 0 {
+		sl.buf = append(sl.buf, b[:min(room, len(b))]...)
+	}
+	if len(sl.buf) >= sl.check && len(sl.buf) < sl.max {
+		// Enough for a whole preview already? Then stop here.
+		sl.check *= 4
+		if p := sl.text(k, PreviewLen+1); utf8.RuneCountInString(p) > PreviewLen {
+			sl.preview, sl.full = foldSpace(p, PreviewLen), true
+			sl.buf = nil
 		}
 	}
 }
 
+// text decodes the capture and folds it to at most n characters.
+func (sl *slot) text(k previewKind, n int) string {
+	t := decodeBytes(sl.buf, sl.part.Encoding, ParamValue(sl.part.Params, "charset"))
+	if k == pvHTML {
+		t = HTMLText(t)
+	}
+	return foldSpace(t, n)
+}
+
 // done trims a capture to the part's body (the line break before a
-// boundary was captured too) and notes how to decode it.
+// boundary was captured too).
 func (s *previewState) done(k previewKind, part *Part) {
-	size := part.Size()
-	cs := ParamValue(part.Params, "charset")
-	switch k {
-	case pvPlain:
-		if int64(len(s.plain)) > size {
-			s.plain = s.plain[:size]
-		}
-		s.plainEnc, s.plainCS = part.Encoding, cs
-	case pvHTML:
-		if int64(len(s.html)) > size {
-			s.html = s.html[:size]
-		}
-		s.htmlEnc, s.htmlCS = part.Encoding, cs
+	sl := s.slot(k)
+	if size := part.Size(); !sl.full && int64(len(sl.buf)) > size {
+		sl.buf = sl.buf[:size]
 	}
 }
 
 // result is the preview: the text/plain part, else the text of the HTML.
 func (s *previewState) result() string {
-	if len(s.plain) > 0 {
-		if p := foldSpace(decodeBytes(s.plain, s.plainEnc, s.plainCS), PreviewLen); p != "" {
-			return p
+	for _, k := range []previewKind{pvPlain, pvHTML} {
+		sl := s.slot(k)
+		if sl.full {
+			return sl.preview
 		}
-	}
-	if len(s.html) > 0 {
-		return foldSpace(HTMLText(decodeBytes(s.html, s.htmlEnc, s.htmlCS)), PreviewLen)
+		if len(sl.buf) > 0 {
+			if p := sl.text(k, PreviewLen); p != "" {
+				return p
+			}
+		}
 	}
 	return ""
 }

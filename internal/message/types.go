@@ -89,8 +89,8 @@ type Part struct {
 	HeaderBareLF int64 `json:"hblf,omitempty"`
 	BodyBareLF   int64 `json:"bblf,omitempty"`
 	// HeaderOverflow counts header bytes beyond the parser's cap (64 KiB
-	// per header block): they were scanned for the blank line and
-	// boundaries but their fields were ignored.
+	// of the fields it uses, per header block): they were scanned for the
+	// blank line and boundaries but their fields were ignored.
 	HeaderOverflow int64 `json:"hovf,omitempty"`
 
 	// Parts are the children of a multipart.
