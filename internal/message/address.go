@@ -13,18 +13,28 @@ const (
 	missingDomain  = "MISSING_DOMAIN"
 )
 
+// maxAddresses caps the addresses one Parse keeps over all envelopes: an
+// address costs about 25 times the bytes of a minimal "a@b," in memory.
+const maxAddresses = 10000
+
 // buildEnvelope makes the RFC 9051 §7.5.2 envelope from a header. As the
-// RFC asks, an absent or empty Sender or Reply-To is set to From.
-func buildEnvelope(h *header) Envelope {
+// RFC asks, an absent or empty Sender or Reply-To is set to From. budget
+// is the number of addresses still allowed; it is lowered by those kept.
+func buildEnvelope(h *header, budget *int) Envelope {
+	list := func(i int) []Address {
+		as := parseAddressList(h.get(i), *budget)
+		*budget -= len(as)
+		return as
+	}
 	e := Envelope{
 		Date:      h.get(hDate),
 		Subject:   h.get(hSubject),
-		From:      ParseAddressList(h.get(hFrom)),
-		Sender:    ParseAddressList(h.get(hSender)),
-		ReplyTo:   ParseAddressList(h.get(hReplyTo)),
-		To:        ParseAddressList(h.get(hTo)),
-		Cc:        ParseAddressList(h.get(hCc)),
-		Bcc:       ParseAddressList(h.get(hBcc)),
+		From:      list(hFrom),
+		Sender:    list(hSender),
+		ReplyTo:   list(hReplyTo),
+		To:        list(hTo),
+		Cc:        list(hCc),
+		Bcc:       list(hBcc),
 		InReplyTo: h.get(hInReplyTo),
 		MessageID: h.get(hMessageID),
 	}
@@ -41,15 +51,20 @@ func buildEnvelope(h *header) Envelope {
 // groups, route addresses (RFC 5322 §4.4 obs-route), quoted names and
 // comments. Names are left as written (encoded words not decoded, quotes
 // removed); a comment stands in for a missing name. It never fails: what
-// cannot be parsed is salvaged as well as it can be.
+// cannot be parsed is salvaged as well as it can be. At most 10,000
+// addresses are returned.
 func ParseAddressList(s string) []Address {
-	if strings.TrimSpace(s) == "" {
+	return parseAddressList(s, maxAddresses)
+}
+
+func parseAddressList(s string, limit int) []Address {
+	if strings.TrimSpace(s) == "" || limit <= 0 {
 		return nil
 	}
 	a := addrScanner{s: s}
 	var out []Address
 	inGroup := false
-	for guard := 0; a.i < len(a.s) && guard < len(s)+1; guard++ {
+	for guard := 0; a.i < len(a.s) && guard < len(s)+1 && len(out) < limit-1; guard++ {
 		a.skipCFWS()
 		if a.i >= len(a.s) {
 			break

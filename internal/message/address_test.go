@@ -119,3 +119,24 @@ func TestDecodeHeaderValue(t *testing.T) {
 		}
 	}
 }
+
+func TestAddressCaps(t *testing.T) {
+	if n := len(ParseAddressList(strings.Repeat("a@b,", 50000))); n > maxAddresses {
+		t.Errorf("%d addresses kept", n)
+	}
+	// Many embedded messages full of addresses share one budget.
+	var b strings.Builder
+	b.WriteString("Content-Type: multipart/mixed; boundary=b\n\n")
+	for range 20 {
+		b.WriteString("--b\nContent-Type: message/rfc822\n\nTo: " + strings.Repeat("a@b,", 2000) + "\n\nx\n")
+	}
+	b.WriteString("--b--\n")
+	m := mustParse(t, []byte(b.String()))
+	total := 0
+	for _, p := range m.Structure.Parts {
+		total += len(p.Envelope.To)
+	}
+	if total > maxAddresses || total < maxAddresses/2 {
+		t.Errorf("%d addresses kept in all", total)
+	}
+}

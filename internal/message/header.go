@@ -7,6 +7,9 @@ import (
 	"strings"
 )
 
+// maxParams caps the parameters (and language tags) kept per field.
+const maxParams = 100
+
 // Header fields the parser keeps. Only the first occurrence of each counts.
 const (
 	hContentType = iota
@@ -189,7 +192,7 @@ func applyContentHeaders(part *Part, h *header) string {
 	}
 	if l := h.get(hContentLanguage); l != "" {
 		for _, tag := range strings.Split(l, ",") {
-			if tag = strings.TrimSpace(stripComments(tag)); tag != "" {
+			if tag = strings.TrimSpace(stripComments(tag)); tag != "" && len(part.Language) < maxParams {
 				part.Language = append(part.Language, tag)
 			}
 		}
@@ -290,7 +293,7 @@ func stripComments(s string) string {
 // first one, named key, or key* when the segments are extended.
 func parseParams(s string) []Param {
 	var out []Param
-	for len(s) > 0 {
+	for len(s) > 0 && len(out) < maxParams {
 		var key, val string
 		key, val, s = nextParam(s)
 		if key == "" {

@@ -58,8 +58,9 @@ type parser struct {
 	atLineStart bool
 	prevByte    byte
 
-	stack  []*frame
-	nparts int
+	stack      []*frame
+	nparts     int
+	addrBudget int // addresses still allowed in envelopes
 
 	hdr     []byte // kept fields of the header block being read
 	hdrKeep bool   // the field being read is one the parser uses
@@ -78,6 +79,7 @@ func Parse(r io.Reader) (*Parsed, error) {
 	p := &parser{
 		br:          bufio.NewReaderSize(r, readBufSize),
 		atLineStart: true,
+		addrBudget:  maxAddresses,
 		out:         &Parsed{},
 	}
 	root := p.newPart(0)
@@ -350,7 +352,7 @@ func (p *parser) applyHeader(f *frame) string {
 	h := splitHeader(p.hdr)
 	boundary := applyContentHeaders(part, &h)
 	if f.env != nil {
-		*f.env = buildEnvelope(&h)
+		*f.env = buildEnvelope(&h, &p.addrBudget)
 	}
 	if part.Type == "multipart" || isMessageType(part) {
 		if len(p.stack) >= maxDepth || (isMessageType(part) && p.nparts >= maxParts) {
