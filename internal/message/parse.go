@@ -56,6 +56,9 @@ type parser struct {
 	lf, bare    int64 // LF bytes, and LF bytes not preceded by CR, in [0, off)
 	lastEOL     int64 // length of the terminator of the previous line: 1 (LF) or 2 (CRLF)
 	atLineStart bool
+	// inBoundary is set while the rest of a boundary line longer than
+	// the buffer is skipped; opened says whether it opened a child.
+	inBoundary, opened bool
 	prevByte    byte
 
 	stack      []*frame
@@ -116,14 +119,17 @@ func (p *parser) push(f *frame) {
 // line handles one line, or one piece of a line longer than the buffer.
 func (p *parser) line(b []byte) {
 	start := p.off
+	if p.inBoundary {
+		p.advance(b)
+		p.afterBoundary()
+		return
+	}
 	if p.atLineStart && len(b) >= 2 && b[0] == '-' && b[1] == '-' {
 		if k, closing := p.matchBoundary(b); k >= 0 {
-			opened := p.boundaryLine(k, closing, start, int64(len(b)))
+			p.opened = p.boundaryLine(k, closing, start, int64(len(b)))
 			p.advance(b)
-			if opened {
-				// the child's header starts after the boundary line
-				p.stack[len(p.stack)-1].bareHdr = p.bare
-			}
+			p.inBoundary = true
+			p.afterBoundary()
 			return
 		}
 	}
@@ -142,6 +148,20 @@ func (p *parser) line(b []byte) {
 		}
 	}
 	p.advance(b)
+}
+
+// afterBoundary ends the boundary line once its line break is read: the
+// child opened by it starts after the line.
+func (p *parser) afterBoundary() {
+	if !p.atLineStart {
+		return
+	}
+	p.inBoundary = false
+	if p.opened {
+		top := p.stack[len(p.stack)-1]
+		top.part.HeaderStart = p.off
+		top.bareHdr = p.bare
+	}
 }
 
 // advance moves the counters over b.

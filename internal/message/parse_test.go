@@ -191,6 +191,14 @@ func TestParseLimits(t *testing.T) {
 			t.Errorf("overflow %d subject %q type %s", m.Structure.HeaderOverflow, m.Envelope.Subject, m.Structure.Subtype)
 		}
 	})
+	t.Run("long boundary line", func(t *testing.T) {
+		junk := strings.Repeat("j", 3*readBufSize)
+		raw := []byte("Content-Type: multipart/mixed; boundary=b\n\n--b" + junk + "\nContent-Type: text/html\n\nA\n--b--" + junk + "\nepilogue\n")
+		m := mustParse(t, raw)
+		if got := shape(raw, m.Structure); got != `multipart/mixed[text/html"A"]` {
+			t.Errorf("long boundary line: %.80s", got)
+		}
+	})
 	t.Run("long line", func(t *testing.T) {
 		long := strings.Repeat("x", 3*readBufSize)
 		raw := []byte("Content-Type: multipart/mixed; boundary=b\n\n--b\n\n" + long + "--b\n--b\n\nA\n--b--\n")
