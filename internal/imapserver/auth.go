@@ -289,8 +289,9 @@ func (s *session) cmdCompress(cmd *imap.Command) reply {
 // inflater of inflate.go, which never holds back decoded bytes.
 type deflateConn struct {
 	net.Conn
-	r  io.Reader
-	fw *flate.Writer
+	r     io.Reader
+	fw    *flate.Writer
+	dirty bool // written since the last flush
 }
 
 func newDeflateConn(c net.Conn) *deflateConn {
@@ -298,12 +299,23 @@ func newDeflateConn(c net.Conn) *deflateConn {
 	return &deflateConn{Conn: c, r: newInflater(&byteReader{r: c}), fw: fw}
 }
 
-func (d *deflateConn) Read(p []byte) (int, error)  { return d.r.Read(p) }
-func (d *deflateConn) Write(p []byte) (int, error) { return d.fw.Write(p) }
+func (d *deflateConn) Read(p []byte) (int, error) { return d.r.Read(p) }
+func (d *deflateConn) Write(p []byte) (int, error) {
+	d.dirty = d.dirty || len(p) > 0
+	return d.fw.Write(p)
+}
 
 // FlushCompressed ends the output with a sync flush so the client can
-// decode everything sent so far.
-func (d *deflateConn) FlushCompressed() error { return d.fw.Flush() }
+// decode everything sent so far. Nothing is sent when nothing was written:
+// some clients (mbsync) take a read that inflates to nothing for a
+// closed stream.
+func (d *deflateConn) FlushCompressed() error {
+	if !d.dirty {
+		return nil
+	}
+	d.dirty = false
+	return d.fw.Flush()
+}
 
 // byteReader buffers the compressed input and tells the inflater whether
 // more has arrived (Buffered), so it can return output before blocking.

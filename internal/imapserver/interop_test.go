@@ -1,0 +1,142 @@
+package imapserver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tern-mail/tern/internal/store"
+	"github.com/tern-mail/tern/internal/testutil"
+)
+
+// TestInteropPythonImaplib drives tern with python's imaplib.
+func TestInteropPythonImaplib(t *testing.T) {
+	py := testutil.NeedProgram(t, "python3")
+	ts := newTestServer(t)
+	ts.deliver("INBOX", testMsg("from python", "hello imaplib"))
+	host, port, _ := strings.Cut(ts.addr, ":")
+	script := `
+import imaplib, sys
+M = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
+M.login("alice@example.org", "correct horse battery")
+typ, boxes = M.list()
+assert typ == "OK" and any(b'"INBOX"' in b for b in boxes), boxes
+typ, data = M.select("INBOX")
+assert data == [b"1"], data
+typ, data = M.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODYSTRUCTURE)")
+assert b"from python" in data[0][1], data
+typ, data = M.search(None, 'TEXT', '"hello imaplib"')
+assert data == [b"1"], data
+M.append("INBOX", "(\\Flagged)", None, b"Subject: appended\r\n\r\nbody\r\n")
+typ, data = M.uid("SEARCH", "FLAGGED")
+assert data == [b"2"], data
+M.store("1", "+FLAGS", "\\Deleted")
+typ, data = M.expunge()
+assert data == [b"1"], data
+M.create("py/sub")
+typ, data = M.status("py/sub", "(MESSAGES UIDNEXT)")
+assert b"MESSAGES 0" in data[0], data
+M.uid("COPY", "2", "py/sub")
+M.logout()
+print("ok")
+`
+	out, err := exec.Command(py, "-c", script, host, port).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+}
+
+// TestInteropMbsync syncs both ways with isync: flags and expunges made on
+// the local maildir reach tern, and tern's changes reach the maildir.
+func TestInteropMbsync(t *testing.T) {
+	mbsync := testutil.NeedProgram(t, "mbsync")
+	ts := newTestServer(t)
+	for i := 0; i < 5; i++ {
+		ts.deliver("INBOX", testMsg(fmt.Sprintf("sync %d", i), "body"))
+	}
+	ts.deliver("Archive", testMsg("archived", "old"))
+	dir := t.TempDir()
+	host, port, _ := strings.Cut(ts.addr, ":")
+	os.MkdirAll(filepath.Join(dir, "mail"), 0o700)
+	cfg := filepath.Join(dir, "mbsyncrc")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`IMAPAccount tern
+Host %s
+Port %s
+User alice@example.org
+Pass "%s"
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account tern
+
+MaildirStore local
+Path %s/mail/
+Inbox %s/mail/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+`, host, port, testPass, dir, dir)), 0o600)
+	run := func() {
+		out, err := exec.Command(mbsync, "-c", cfg, "-a").CombinedOutput()
+		if err != nil {
+			t.Fatalf("mbsync: %v\n%s", err, out)
+		}
+	}
+	run()
+	files, _ := filepath.Glob(filepath.Join(dir, "mail", "INBOX", "cur", "*"))
+	news, _ := filepath.Glob(filepath.Join(dir, "mail", "INBOX", "new", "*"))
+	files = append(files, news...)
+	if len(files) != 5 {
+		t.Fatalf("INBOX synced %d messages, want 5", len(files))
+	}
+	if a, _ := filepath.Glob(filepath.Join(dir, "mail", "Archive", "*", "*")); len(a) != 1 {
+		t.Fatalf("Archive synced %d messages", len(a))
+	}
+	// Local changes: mark one seen, trash another, add a new message.
+	curDir := filepath.Join(dir, "mail", "INBOX", "cur")
+	base := func(f string) string {
+		b := filepath.Base(f)
+		i := strings.Index(b, ":2,")
+		if i >= 0 {
+			return b[:i]
+		}
+		return b
+	}
+	os.Rename(files[0], filepath.Join(curDir, base(files[0])+":2,S"))
+	os.Rename(files[1], filepath.Join(curDir, base(files[1])+":2,T"))
+	os.WriteFile(filepath.Join(dir, "mail", "INBOX", "new", fmt.Sprintf("%d.local.host", time.Now().Unix())),
+		[]byte("Subject: from mbsync\r\n\r\nlocal\r\n"), 0o600)
+	// Server change: flag message 5.
+	mb, _ := ts.st.MailboxByName(context.Background(), ts.acct.ID, "INBOX")
+	ts.st.UpdateFlags(context.Background(), mb.ID, store.FlagUpdate{UIDs: []uint32{5}, Op: store.FlagsAdd, Flags: []string{`\Flagged`}})
+	run()
+	infos, err := ts.st.Messages(context.Background(), mb.ID, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, m := range infos {
+		if hasFlag(m.Flags, `\Seen`) {
+			seen++
+		}
+	}
+	if len(infos) != 5 || seen != 1 {
+		t.Errorf("server after sync: %d messages, %d seen (want 5 and 1): %+v", len(infos), seen, infos)
+	}
+	flagged, _ := filepath.Glob(filepath.Join(curDir, "*:2,*F*"))
+	if len(flagged) != 1 {
+		t.Errorf("server flag not synced to maildir: %v", flagged)
+	}
+}
