@@ -59,7 +59,7 @@ type parser struct {
 	// inBoundary is set while the rest of a boundary line longer than
 	// the buffer is skipped; opened says whether it opened a child.
 	inBoundary, opened bool
-	prevByte    byte
+	prevByte           byte
 
 	stack      []*frame
 	nparts     int
