@@ -60,3 +60,20 @@ func TestHTMLText(t *testing.T) {
 		}
 	}
 }
+
+func TestFilename(t *testing.T) {
+	tests := []struct{ hdr, want string }{
+		{"Content-Type: application/pdf; name=\"a b.pdf\"", "a b.pdf"},
+		{"Content-Type: application/pdf; name=x.pdf\nContent-Disposition: attachment; filename=y.pdf", "y.pdf"},
+		{"Content-Disposition: attachment; filename*=UTF-8''%E2%82%AC%20rates.txt", "€ rates.txt"},
+		{"Content-Disposition: attachment; filename*0*=iso-8859-1''caf%E9; filename*1*=.txt", "café.txt"},
+		{"Content-Type: image/png; name=\"=?utf-8?q?J=C3=B6.png?=\"", "Jö.png"},
+		{"Content-Type: text/plain", ""},
+	}
+	for _, tt := range tests {
+		m := mustParse(t, []byte(tt.hdr+"\n\nx\n"))
+		if got := m.Structure.Filename(); got != tt.want {
+			t.Errorf("%q: Filename %q, want %q", tt.hdr, got, tt.want)
+		}
+	}
+}

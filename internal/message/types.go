@@ -1,9 +1,12 @@
 // Package message parses a message once, at delivery, into what the access
 // protocols need later: the IMAP envelope, the body structure with the byte
-// offsets of every part, a short text preview and the header fields used by
-// search. Parsing is lenient: any byte sequence yields a valid structure, so
-// mail is never rejected for MIME oddities. The package does no I/O beyond
-// the reader it is given.
+// offsets of every part, and a short text preview. DecodedText,
+// DecodeHeaderValue and HTMLText turn stored parts and fields into text for
+// search and the webmail. Parsing is lenient: any byte sequence yields a
+// valid structure, so mail is never rejected for MIME oddities; it streams,
+// with caps on header bytes, nesting, parts and addresses, so memory stays
+// bounded whatever the input. The package does no I/O beyond the reader it
+// is given.
 package message
 
 // Parsed is everything stored about a message besides its bytes. It is
@@ -93,10 +96,14 @@ type Part struct {
 	// blank line and boundaries but their fields were ignored.
 	HeaderOverflow int64 `json:"hovf,omitempty"`
 
-	// Parts are the children of a multipart.
+	// Parts are the children of a multipart; a multipart always has at
+	// least one (an empty text/plain stands in, as Dovecot does, when no
+	// boundary was found).
 	Parts []*Part `json:"parts,omitempty"`
 	// Message is the embedded message of a message/rfc822 (or
-	// message/global) part: its envelope and its top-level part.
+	// message/global) part: its envelope and its top-level part. Both are
+	// always set for these types; when the body is not parseable in place
+	// (a base64 encoding) they are empty, as Dovecot sends them.
 	Envelope *Envelope `json:"msgEnv,omitempty"`
 	Message  *Part     `json:"msg,omitempty"`
 }

@@ -122,3 +122,42 @@ func isASCII(s string) bool {
 	}
 	return true
 }
+
+// Filename returns the file name of a part for display, decoded to UTF-8:
+// the Content-Disposition filename, else the Content-Type name, in their
+// RFC 2231 extended form (charset'language'%XX) or with RFC 2047 encoded
+// words, as mail software writes them. It is "" when the part has none.
+func (p *Part) Filename() string {
+	for _, c := range []struct {
+		ps  []Param
+		key string
+	}{{p.DispositionParams, "filename"}, {p.Params, "name"}} {
+		if v := ParamValue(c.ps, c.key+"*"); v != "" {
+			return decode2231(v)
+		}
+		if v := ParamValue(c.ps, c.key); v != "" {
+			return DecodeHeaderValue(v)
+		}
+	}
+	return ""
+}
+
+// decode2231 decodes an RFC 2231 §4 extended value: charset'lang'%XX text.
+func decode2231(v string) string {
+	charset := ""
+	if i := strings.IndexByte(v, '\''); i >= 0 {
+		if j := strings.IndexByte(v[i+1:], '\''); j >= 0 {
+			charset, v = v[:i], v[i+1+j+1:]
+		}
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] == '%' && i+2 < len(v) && unhex(v[i+1]) >= 0 && unhex(v[i+2]) >= 0 {
+			b = append(b, byte(unhex(v[i+1])<<4|unhex(v[i+2])))
+			i += 2
+			continue
+		}
+		b = append(b, v[i])
+	}
+	return toUTF8(b, charset)
+}
