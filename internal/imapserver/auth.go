@@ -215,7 +215,7 @@ func (s *session) saslRound(chal []byte) ([]byte, error) {
 	if err := s.flush(); err != nil {
 		return nil, err
 	}
-	s.conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
+	s.setReadDeadline(5 * time.Minute)
 	line, err := imap.ReadLine(s.br, 16<<10)
 	if err != nil {
 		return nil, err

@@ -137,6 +137,16 @@ func (s *session) shutdown() {
 	s.conn.SetReadDeadline(time.Now())
 }
 
+// setReadDeadline sets the next read's deadline, unless Shutdown has
+// already asked for an immediate one (checked after setting, so a
+// concurrent Shutdown is never overwritten).
+func (s *session) setReadDeadline(d time.Duration) {
+	s.conn.SetReadDeadline(time.Now().Add(d))
+	if s.closing.Load() {
+		s.conn.SetReadDeadline(time.Now())
+	}
+}
+
 func (s *session) run(implicitTLS bool) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -192,7 +202,7 @@ func (s *session) flush() error {
 
 // serveOne reads, runs and answers one command; false ends the session.
 func (s *session) serveOne() bool {
-	s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
+	s.setReadDeadline(s.srv.cfg.IdleTimeout)
 	raw, err := imap.ReadCommand(s.br, s.srv.cfg.Limits, s.sendContinuation)
 	if s.closing.Load() {
 		s.w.Raw("* BYE server shutting down").CRLF()

@@ -3,7 +3,6 @@ package imapserver
 import (
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/tern-mail/tern/internal/imap"
 	"github.com/tern-mail/tern/internal/store"
@@ -301,6 +300,7 @@ func hasFlag(flags []string, f string) bool {
 // cmdIdle implements RFC 2177 IDLE: updates are pushed as they happen
 // until the client sends DONE.
 func (s *session) cmdIdle(cmd *imap.Command) reply {
+	s.setReadDeadline(s.srv.cfg.IdleMax)
 	s.w.Raw("+ idling").CRLF()
 	s.sync(true)
 	if s.flush() != nil {
@@ -311,7 +311,6 @@ func (s *session) cmdIdle(cmd *imap.Command) reply {
 		err  error
 	}
 	done := make(chan lineResult, 1)
-	s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleMax))
 	go func() {
 		line, err := imap.ReadLine(s.br, 1024)
 		done <- lineResult{line, err}
