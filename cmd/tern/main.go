@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -55,13 +56,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, stdinTerminal: isTerminal(os.Stdin)}
-	os.Exit(run(ctx, e, os.Args[1:]))
+	args := os.Args[1:]
+	// Installed as a link named sendmail, tern behaves as sendmail.
+	if filepath.Base(os.Args[0]) == "sendmail" {
+		args = append([]string{"sendmail"}, args...)
+	}
+	os.Exit(run(ctx, e, args))
 }
 
 // run dispatches a command line and returns the exit code.
 func run(ctx context.Context, e *env, args []string) int {
 	cmds := commands()
-	// sendmail compatibility: invoked as "sendmail" through a link.
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
 		usage(e.stderr, cmds)
 		if len(args) == 0 {

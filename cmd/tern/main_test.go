@@ -210,3 +210,30 @@ func sendPlain(addr, from string, to []string, msg string) error {
 	}
 	return c.Quit()
 }
+
+func TestQueueCommands(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "d")
+	mustRun(t, "", "init", "-data", data, "-domain", "example.org")
+	if out := mustRun(t, "", "queue", "list", "-data", data); out != "" {
+		t.Errorf("empty queue lists %q", out)
+	}
+	msg := "To: someone@remote.test\r\nSubject: cron\r\n\r\nbody\r\n"
+	mustRun(t, msg, "sendmail", "-data", data, "-t", "-i", "-f", "cron@example.org")
+	out := mustRun(t, "", "queue", "list", "-data", data)
+	if !strings.Contains(out, "cron@example.org") || !strings.Contains(out, "someone@remote.test") {
+		t.Fatalf("queue list after sendmail:\n%s", out)
+	}
+	id := strings.Fields(out)[0]
+	if out := mustRun(t, "", "queue", "show", "-data", data, id); !strings.Contains(out, "Subject: cron") {
+		t.Errorf("queue show:\n%s", out)
+	}
+	mustRun(t, "", "queue", "retry", "-data", data, id)
+	mustRun(t, "", "queue", "all", "-data", data)
+	mustRun(t, "", "queue", "drop", "-data", data, id)
+	if out := mustRun(t, "", "queue", "list", "-data", data); out != "" {
+		t.Errorf("queue after drop: %q", out)
+	}
+	if code, _, _ := runCmd(t, "", "queue", "drop", "-data", data, "nope"); code != 2 {
+		t.Error("bad id accepted")
+	}
+}

@@ -93,6 +93,3 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "exported %d messages from %d mailboxes to %s\n", stats.Messages, stats.Mailboxes, *out)
 	return err
 }
-
-func runQueue(ctx context.Context, e *env, args []string) error    { return usagef("not wired yet") }
-func runSendmail(ctx context.Context, e *env, args []string) error { return usagef("not wired yet") }

@@ -1,18 +1,94 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
 
+	"github.com/tern-mail/tern/internal/config"
+	"github.com/tern-mail/tern/internal/dkim"
+	"github.com/tern-mail/tern/internal/dns"
+	"github.com/tern-mail/tern/internal/mtasts"
+	"github.com/tern-mail/tern/internal/pop3server"
+	"github.com/tern-mail/tern/internal/queue"
 	"github.com/tern-mail/tern/internal/smtpserver"
+	"github.com/tern-mail/tern/internal/store"
 )
 
-// startQueue starts outbound delivery. It returns nil until the queue is
-// wired: remote recipients then get a temporary failure.
+// newQueue builds the outbound queue from the configuration (without
+// starting its delivery loop: admin commands use it too).
+func newQueue(cfg *config.Config, st *store.Store, log *slog.Logger) (*queue.Queue, error) {
+	res, err := dns.NewResolver(cfg.Queue.Resolver)
+	if err != nil {
+		return nil, err
+	}
+	qc := queue.Config{
+		Store:    st,
+		Resolver: res,
+		MTASTS: &mtasts.Fetcher{Resolver: res, Client: &http.Client{
+			Timeout:       time.Minute,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}},
+		DKIM:         dkim.New(cfg.Data),
+		Hostname:     cfg.Hostname,
+		Logger:       log,
+		Port:         cfg.Queue.Port,
+		MaxLifetime:  cfg.Queue.Lifetime.Duration,
+		DelayWarning: cfg.Queue.DelayWarning.Duration,
+	}
+	if sh := cfg.Queue.Smarthost; sh.Host != "" {
+		qc.Smarthost = &queue.Smarthost{Host: sh.Host, Port: sh.Port, TLS: sh.TLS, Username: sh.Username, Password: sh.Password}
+	}
+	return queue.New(qc), nil
+}
+
+// startQueue starts outbound delivery and returns the door the SMTP
+// servers hand remote recipients to.
 func (s *server) startQueue() (smtpserver.Enqueuer, error) {
-	return nil, nil
+	q, err := newQueue(s.cfg, s.st, s.log.With("component", "queue"))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	s.services = append(s.services, func(stopCtx context.Context) error {
+		cancel()
+		select {
+		case err := <-done:
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		case <-stopCtx.Done():
+			return stopCtx.Err()
+		}
+	})
+	return queueDoor{q}, nil
+}
+
+// queueDoor adapts the queue to the SMTP servers' Enqueuer.
+type queueDoor struct{ q *queue.Queue }
+
+func (d queueDoor) Enqueue(ctx context.Context, m *smtpserver.QueueMessage) (int64, error) {
+	rcpts := make([]queue.Recipient, len(m.Recipients))
+	for i, r := range m.Recipients {
+		rcpts[i] = queue.Recipient{Address: r.Address, Notify: r.Notify, ORcpt: r.ORcpt}
+	}
+	return d.q.Enqueue(ctx, &queue.Message{
+		AccountID: m.AccountID, From: m.From, Recipients: rcpts, EnvID: m.EnvID,
+		Ret: m.Ret, RequireTLS: m.RequireTLS, Blob: m.Blob,
+	})
 }
 
 // startPOP3 starts the POP3 listeners.
 func (s *server) startPOP3(tlsc *tls.Config) error {
-	return nil
+	pop := pop3server.New(pop3server.Config{
+		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log.With("proto", "pop3"), Hostname: s.cfg.Hostname,
+		InsecureAuth: s.cfg.Dev, MarkSeenOnRetr: config.Flag(s.cfg.POP3.MarkSeenOnRetr, true),
+	})
+	return s.listen("POP3", pop, s.cfg.POP3.Listen, s.cfg.POP3.ListenTLS)
 }
