@@ -149,7 +149,7 @@ func (s *server) startAll() error {
 		return err
 	}
 	imap := imapserver.New(imapserver.Config{
-		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log.With("proto", "imap"), Hostname: cfg.Hostname, InsecureAuth: cfg.Dev,
+		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log, Hostname: cfg.Hostname, InsecureAuth: cfg.Dev,
 	})
 	if err := s.listen("IMAP", imap, cfg.IMAP.Listen, cfg.IMAP.ListenTLS); err != nil {
 		return err

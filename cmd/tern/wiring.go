@@ -87,7 +87,7 @@ func (d queueDoor) Enqueue(ctx context.Context, m *smtpserver.QueueMessage) (int
 // startPOP3 starts the POP3 listeners.
 func (s *server) startPOP3(tlsc *tls.Config) error {
 	pop := pop3server.New(pop3server.Config{
-		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log.With("proto", "pop3"), Hostname: s.cfg.Hostname,
+		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log, Hostname: s.cfg.Hostname,
 		InsecureAuth: s.cfg.Dev, MarkSeenOnRetr: config.Flag(s.cfg.POP3.MarkSeenOnRetr, true),
 	})
 	return s.listen("POP3", pop, s.cfg.POP3.Listen, s.cfg.POP3.ListenTLS)
