@@ -202,6 +202,7 @@ func b64val(c byte) int {
 // trailing white space is kept too.
 type qpReader struct {
 	br  *bufio.Reader
+	buf []byte // decoded line; out is what is left of it
 	out []byte
 	err error
 }
@@ -215,7 +216,8 @@ func (d *qpReader) Read(p []byte) (int, error) {
 		if err != nil && err != bufio.ErrBufferFull {
 			d.err = err
 		}
-		d.out = qpDecodeLine(d.out[:0], line)
+		d.buf = qpDecodeLine(d.buf[:0], line)
+		d.out = d.buf
 	}
 	n := copy(p, d.out)
 	d.out = d.out[n:]

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"strings"
 )
 
 // Limits that bound the memory and work of one Parse, whatever the input.
@@ -20,7 +21,7 @@ const (
 	// readBufSize is the longest line examined as a whole for boundaries
 	// (RFC 2046 §5.1.1 caps them at 70 characters) and blank lines;
 	// longer lines are consumed in pieces.
-	readBufSize = 4 << 10
+	readBufSize = 2 << 10
 )
 
 // state is where a frame is in its part.
@@ -205,6 +206,9 @@ func (p *parser) matchBoundary(b []byte) (int, bool) {
 				continue
 			}
 			rest := t[len(f.boundary):]
+			if pass == 1 {
+				rest = bytes.TrimLeft(rest, " \t")
+			}
 			closing := len(rest) >= 2 && rest[0] == '-' && rest[1] == '-'
 			if pass == 1 || len(rest) == 0 || (closing && len(rest) == 2) {
 				return k, closing
@@ -347,7 +351,9 @@ func (p *parser) endHeader(f *frame) {
 	switch {
 	case part.Type == "multipart":
 		f.st = stMultipart
-		if boundary != "" {
+		// Lines are matched with trailing white space removed, so the
+		// boundary is too (RFC 2046 §5.1.1 forbids it there anyway).
+		if boundary = strings.TrimRight(boundary, " \t"); boundary != "" {
 			f.boundary = append([]byte("--"), boundary...)
 		}
 		f.digest = part.Subtype == "digest"

@@ -62,7 +62,7 @@ func (s *previewState) want(part *Part) previewKind {
 	default:
 		return pvNone
 	}
-	*s.slot(k) = slot{taken: true, part: part, max: max, check: 1 << 10, buf: make([]byte, 0, 2<<10)}
+	*s.slot(k) = slot{taken: true, part: part, max: max, check: 1 << 10}
 	return k
 }
 
@@ -122,11 +122,17 @@ func (s *previewState) result() string {
 // space, trims the ends and cuts the text to at most n characters.
 func foldSpace(s string, n int) string {
 	var b strings.Builder
+	b.Grow(min(len(s), 4*n))
 	count := 0
 	space := false
-	for _, r := range s {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError || r == '\u200b' || r == '\u200c' || r == '\ufeff' {
+	for i := 0; i < len(s); {
+		r, size := rune(s[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[i:])
+		}
+		if isFoldSpace(r) {
 			space = b.Len() > 0
+			i += size
 			continue
 		}
 		if space {
@@ -137,13 +143,23 @@ func foldSpace(s string, n int) string {
 			count++
 			space = false
 		}
-		b.WriteRune(r)
+		b.WriteString(s[i : i+size])
+		i += size
 		count++
 		if count >= n {
 			break
 		}
 	}
 	return b.String()
+}
+
+// isFoldSpace reports whether r is white space, a control character or
+// an invisible one, all of which a preview folds into one space.
+func isFoldSpace(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r <= ' ' || r == 0x7f
+	}
+	return unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError || r == '\u200b' || r == '\u200c' || r == '\ufeff'
 }
 
 // HTMLText returns the text of an HTML document for previews and search:
@@ -155,10 +171,10 @@ func HTMLText(s string) string {
 	for len(s) > 0 {
 		i := strings.IndexByte(s, '<')
 		if i < 0 {
-			b.WriteString(html.UnescapeString(s))
+			b.WriteString(unescape(s))
 			break
 		}
-		b.WriteString(html.UnescapeString(s[:i]))
+		b.WriteString(unescape(s[:i]))
 		s = s[i:]
 		if strings.HasPrefix(s, "<!--") {
 			s = skipPast(s, "-->")
@@ -183,6 +199,13 @@ func HTMLText(s string) string {
 		}
 	}
 	return b.String()
+}
+
+func unescape(s string) string {
+	if strings.IndexByte(s, '&') < 0 {
+		return s
+	}
+	return html.UnescapeString(s)
 }
 
 // tagName is the lower-cased name of a tag ("/p" for a closing tag).
