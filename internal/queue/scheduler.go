@@ -106,25 +106,20 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 		if len(due) == scanBatch {
 			continue
 		}
-		// Caught up: wait for new mail, a finished delivery, or the next
-		// due time.
-		wait := fullScan
-		if next, ok, err := q.st.QueueNext(ctx); err == nil && ok {
-			if d := next.Sub(q.cfg.Now()); d < wait {
-				wait = max(d, 10*time.Millisecond)
-			}
+		// Caught up: wait for new mail, a finished delivery, the next
+		// entry to come due, or the periodic full scan.
+		now = q.cfg.Now()
+		wait := fullScan - now.Sub(lastFull)
+		if next, ok, err := q.st.QueueNext(ctx, now); err == nil && ok {
+			wait = min(wait, next.Sub(now))
 		}
-		if len(inflight) > 0 && wait > time.Second {
-			wait = time.Second
-		}
+		wait = max(wait, 5*time.Millisecond)
 		timer := time.NewTimer(wait)
 		select {
 		case <-q.wake:
 		case id := <-done:
 			delete(inflight, id)
-			continue // the cursor stays: nothing new before it
 		case <-timer.C:
-			curNext, curID = time.Time{}, 0
 		case <-ctx.Done():
 			timer.Stop()
 			return nil

@@ -144,11 +144,11 @@ func (s *Store) QueueDue(ctx context.Context, now, afterNext time.Time, afterID 
 		ORDER BY next_attempt, id LIMIT ?`, now.UnixNano(), after, after, afterID, limit)
 }
 
-// QueueNext returns the time of the earliest next attempt; ok is false
-// when the queue is empty.
-func (s *Store) QueueNext(ctx context.Context) (t time.Time, ok bool, err error) {
+// QueueNext returns the earliest next attempt after the given time; ok
+// is false when there is none.
+func (s *Store) QueueNext(ctx context.Context, after time.Time) (t time.Time, ok bool, err error) {
 	var n sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM queue`).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM queue WHERE next_attempt > ?`, after.UnixNano()).Scan(&n); err != nil {
 		return time.Time{}, false, err
 	}
 	if !n.Valid {

@@ -58,7 +58,7 @@ func TestQueueLifecycle(t *testing.T) {
 	if due, _ := s.QueueDue(ctx, now, time.Time{}, 0, 10); len(due) != 0 {
 		t.Fatalf("deferred entry is due: %+v", due)
 	}
-	if next, ok, _ := s.QueueNext(ctx); !ok || !next.Equal(time.Unix(0, now.Add(time.Hour).UnixNano())) {
+	if next, ok, _ := s.QueueNext(ctx, now); !ok || !next.Equal(time.Unix(0, now.Add(time.Hour).UnixNano())) {
 		t.Fatalf("next %v %v", next, ok)
 	}
 	if n, err := s.QueueRetry(ctx, 0, now); err != nil || n != 1 {
