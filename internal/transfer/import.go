@@ -25,13 +25,13 @@ const headerPeek = 64 << 10
 
 // importer carries the state of one Import.
 type importer struct {
-	st    *store.Store
-	acct  store.Account
-	opts  ImportOptions
-	mbs   *mailboxes
-	br    *bufio.Reader
-	prog  *progress
-	stats Stats
+	st   *store.Store
+	acct store.Account
+	opts ImportOptions
+	mbs  *mailboxes
+	br   *bufio.Reader
+	prog *progress
+	pipe *pipeline
 }
 
 // mboxSource is one mbox file to import and the folder it stands for.
@@ -53,6 +53,7 @@ func Import(ctx context.Context, st *store.Store, acct store.Account, opts Impor
 		mbs: &mailboxes{st: st, acct: acct, byName: map[string]int64{}},
 		br:  bufio.NewReaderSize(nil, headerPeek),
 	}
+	imp.pipe = newPipeline(ctx, st, acct, opts.IgnoreQuota)
 	switch {
 	case !info.IsDir():
 		err = imp.mboxFiles(ctx, []mboxSource{{path: opts.Path, size: info.Size()}})
@@ -68,11 +69,15 @@ func Import(ctx context.Context, st *store.Store, acct store.Account, opts Impor
 			err = imp.mboxFiles(ctx, srcs)
 		}
 	}
-	imp.stats.Mailboxes = imp.mbs.created
-	if imp.prog != nil {
+	stats, perr := imp.pipe.wait()
+	if err == nil || (perr != nil && errors.Is(err, context.Canceled)) {
+		err = perr
+	}
+	stats.Mailboxes = imp.mbs.created
+	if imp.prog != nil && err == nil {
 		imp.prog.finish()
 	}
-	return imp.stats, err
+	return stats, err
 }
 
 // isMaildirTree reports whether dir is a Maildir or holds Maildir++
@@ -173,7 +178,7 @@ func (imp *importer) mboxFile(ctx context.Context, src mboxSource, base int64) e
 		if err != nil {
 			return err
 		}
-		if err := imp.add(ctx, mbID, m.Body, nil, m.Date, true); err != nil {
+		if err := imp.add(mbID, m.Body, nil, m.Date, true); err != nil {
 			return fmt.Errorf("message at byte %d: %w", r.Offset(), err)
 		}
 		imp.prog.set(base + r.Offset())
@@ -213,7 +218,7 @@ func (imp *importer) maildir(ctx context.Context, root string) error {
 				return err
 			}
 			defer file.Close()
-			if err := imp.add(ctx, mbID, file, m.Flags, m.InternalDate, false); err != nil {
+			if err := imp.add(mbID, file, m.Flags, m.InternalDate, false); err != nil {
 				return fmt.Errorf("%s: %w", m.Path, err)
 			}
 			imp.prog.add(m.Size)
@@ -229,7 +234,7 @@ func (imp *importer) maildir(ctx context.Context, root string) error {
 // add appends one message. With mboxFlags the flags come from the
 // message: tern's flag block (removed) or foreign Status: fields (kept).
 // A zero date is taken from the Date: field.
-func (imp *importer) add(ctx context.Context, mbID int64, body io.Reader, flags []string, date time.Time, mboxFlags bool) error {
+func (imp *importer) add(mbID int64, body io.Reader, flags []string, date time.Time, mboxFlags bool) error {
 	br := imp.br
 	br.Reset(body)
 	defer br.Reset(nil)
@@ -249,21 +254,7 @@ func (imp *importer) add(ctx context.Context, mbID int64, body io.Reader, flags 
 		head, _ := br.Peek(headerPeek)
 		date = headerDate(head)
 	}
-	cr := &countingReader{r: br}
-	_, err := imp.st.Append(ctx, store.AppendRequest{
-		AccountID: imp.acct.ID, MailboxID: mbID, Body: cr, Flags: flags,
-		InternalDate: date, IgnoreQuota: imp.opts.IgnoreQuota, SkipDuplicate: true,
-	})
-	switch {
-	case errors.Is(err, store.ErrExists):
-		imp.stats.Duplicates++
-	case err != nil:
-		return err
-	default:
-		imp.stats.Messages++
-		imp.stats.Bytes += cr.n
-	}
-	return nil
+	return imp.pipe.submit(mbID, flags, date, br)
 }
 
 // headerDate returns the Date: field of a header (RFC 5322 §3.6.1), or
@@ -298,15 +289,4 @@ func headerDate(head []byte) time.Time {
 		return time.Time{}
 	}
 	return time.Time{}
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
