@@ -88,18 +88,23 @@ func (s *Store) DeleteDomain(ctx context.Context, name string) error {
 
 // Domains lists the local domains, sorted.
 func (s *Store) Domains(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT name FROM domains ORDER BY name")
+	return s.queryStrings(ctx, "SELECT name FROM domains ORDER BY name")
+}
+
+// queryStrings runs a query of one text column.
+func (s *Store) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		out = append(out, n)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }

@@ -237,20 +237,7 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 
 // Subscriptions lists the subscribed names of an account, sorted.
 func (s *Store) Subscriptions(ctx context.Context, accountID int64) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", accountID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return s.queryStrings(ctx, "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", accountID)
 }
 
 // MailboxCounts counts a mailbox's messages.
