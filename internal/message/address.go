@@ -83,6 +83,11 @@ func parseAddressList(s string, limit int) []Address {
 		}
 		start := a.i
 		addr, group, ok := a.mailboxOrGroup()
+		if group && addr.Name == "" {
+			// a stray ':' with no group name before it: junk, not a
+			// group, whose start marker would read as an end marker
+			continue
+		}
 		if group {
 			if inGroup {
 				out = append(out, Address{GroupEnd: true})

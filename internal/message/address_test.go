@@ -56,6 +56,7 @@ func TestParseAddressList(t *testing.T) {
 		{"\"unterminated <a@b>", `unterminated <a@b>@MISSING_DOMAIN`},
 		{"jdoe@[192.0.2.1]", "jdoe@[192.0.2.1]"},
 		{",,, ;;; >>>", ""},
+		{`a@b, "x"@c.test: <d@e>`, "a@b x@c.test d@e"},
 	}
 	for _, tt := range tests {
 		if got := fmtAddrs(ParseAddressList(tt.in)); got != tt.want {
@@ -71,7 +72,7 @@ func TestEnvelope(t *testing.T) {
 		"To: mooch@owatagu.siam.edu.example, Group: a@b;\r\n" +
 		"Cc: \r\nBcc: x@y\r\nReply-To: r@s\r\n" +
 		"In-Reply-To: <a@b>\r\nMessage-ID: <B27397-0100000@Blurdybloop.example>\r\n" +
-		"Subject: second subject ignored\r\n\r\nbody\r\n"
+		"Subject: second subject ignored\r\nBcc: second@bcc\r\n\r\nbody\r\n"
 	m := mustParse(t, []byte(raw))
 	e := m.Envelope
 	if e.Date != "Mon, 7 Feb 1994 21:52:25 -0800 (PST)" || e.Subject != "=?utf-8?q?caf=C3=A9?=  here" ||
@@ -88,7 +89,7 @@ func TestEnvelope(t *testing.T) {
 		{"reply-to", e.ReplyTo, "r@s"},
 		{"to", e.To, "mooch@owatagu.siam.edu.example group(Group a@b )"},
 		{"cc", e.Cc, ""},
-		{"bcc", e.Bcc, "x@y"},
+		{"bcc", e.Bcc, "x@y second@bcc"},
 	} {
 		if s := fmtAddrs(c.got); s != c.want {
 			t.Errorf("%s: %s, want %s", c.name, s, c.want)

@@ -41,9 +41,16 @@ var fieldNames = [numFields]string{
 }
 
 // header holds the raw (still folded) values of the kept fields, as
-// slices of the header block; nil means absent.
+// slices of the header block; nil means absent. Address fields that occur
+// more than once are joined, as Dovecot does (mailers that write several
+// Cc fields mean all of them).
 type header struct {
-	v [numFields][]byte
+	v     [numFields][]byte
+	extra [numFields][][]byte // later occurrences of address fields
+}
+
+func isAddressField(i int) bool {
+	return i >= hFrom && i <= hBcc
 }
 
 func fieldIndex(name []byte) int {
@@ -79,8 +86,12 @@ func splitHeader(block []byte) header {
 	cur := -1
 	curStart := 0
 	flush := func(end int) {
-		if cur >= 0 && h.v[cur] == nil {
+		switch {
+		case cur < 0:
+		case h.v[cur] == nil:
 			h.v[cur] = block[curStart:end]
+		case isAddressField(cur):
+			h.extra[cur] = append(h.extra[cur], block[curStart:end])
 		}
 		cur = -1
 	}
@@ -148,6 +159,13 @@ func unfold(v []byte) string {
 func (h *header) get(i int) string {
 	if h.v[i] == nil {
 		return ""
+	}
+	if len(h.extra[i]) > 0 {
+		parts := []string{unfold(h.v[i])}
+		for _, v := range h.extra[i] {
+			parts = append(parts, unfold(v))
+		}
+		return strings.Join(parts, ", ")
 	}
 	return unfold(h.v[i])
 }
