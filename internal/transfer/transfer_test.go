@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tern-mail/tern/internal/mbox"
 	"github.com/tern-mail/tern/internal/store"
 	"github.com/tern-mail/tern/internal/testutil"
 )
@@ -285,5 +286,79 @@ func TestCorpus(t *testing.T) {
 			t.Fatal(err)
 		}
 		compare(t, snapshot(t, st, dst), want)
+	}
+}
+
+// TestLargeMessage imports a message bigger than the pipeline's buffers
+// (it streams into its blob) between small ones, keeping the order.
+func TestLargeMessage(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	acct := addAccount(t, st, "a@example.org")
+	big := "Subject: big\r\n\r\n" + strings.Repeat("From line to quote\r\n"+strings.Repeat("x", 1000)+"\r\n", 3000)
+	want := []string{"Subject: a\n\na\n", big, "Subject: b\n\nb\n"}
+	path := filepath.Join(t.TempDir(), "big.mbox")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := mbox.NewWriter(f)
+	for _, m := range want {
+		if _, err := w.WriteMessage("", time.Unix(1e9, 0), strings.NewReader(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s, err := Import(ctx, st, acct, ImportOptions{Path: path})
+	if err != nil || s.Messages != 3 {
+		t.Fatalf("import: %+v %v", s, err)
+	}
+	got := snapshot(t, st, acct)["INBOX"]
+	if len(got) != 3 {
+		t.Fatalf("%d messages", len(got))
+	}
+	for i := range want {
+		if got[i].body != want[i] {
+			t.Errorf("message %d differs (%d bytes, want %d)", i, len(got[i].body), len(want[i]))
+		}
+	}
+}
+
+// TestImportErrors: quota, cancellation and a missing path stop the
+// import with the cause.
+func TestImportErrors(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	src := addAccount(t, st, "src@example.org")
+	fill(t, st, src)
+	dir := filepath.Join(t.TempDir(), "export")
+	if _, err := Export(ctx, st, src, ExportOptions{Path: dir}); err != nil {
+		t.Fatal(err)
+	}
+	dst := addAccount(t, st, "dst@example.org")
+	if err := st.SetQuota(ctx, dst.Address, 1000); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Import(ctx, st, dst, ImportOptions{Path: dir})
+	if !errors.Is(err, store.ErrOverQuota) {
+		t.Errorf("over quota: %+v %v", s, err)
+	}
+	if _, err := Import(ctx, st, dst, ImportOptions{Path: dir, IgnoreQuota: true}); err != nil {
+		t.Errorf("IgnoreQuota: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	other := addAccount(t, st, "other@example.org")
+	if _, err := Import(cctx, st, other, ImportOptions{Path: dir}); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled: %v", err)
+	}
+	if _, err := Import(ctx, st, other, ImportOptions{Path: filepath.Join(dir, "missing")}); err == nil {
+		t.Error("missing path accepted")
+	}
+	if _, err := Export(ctx, st, src, ExportOptions{Path: dir, Format: "pst"}); err == nil {
+		t.Error("unknown format accepted")
 	}
 }
