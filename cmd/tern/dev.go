@@ -40,6 +40,9 @@ listen_tls = ["127.0.0.1:2993"]
 [pop3]
 listen = ["127.0.0.1:2110"]
 listen_tls = ["127.0.0.1:2995"]
+
+[http]
+listen = ["127.0.0.1:8080"]
 `
 
 func runDev(ctx context.Context, e *env, args []string) error {

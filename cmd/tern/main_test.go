@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"net/smtp"
 	"os"
 	"path/filepath"
@@ -113,7 +114,7 @@ func TestUsageErrors(t *testing.T) {
 func testServer(t *testing.T) (*server, string) {
 	t.Helper()
 	data := t.TempDir()
-	cfgText := strings.NewReplacer(":2525", ":0", ":2587", ":0", ":2465", ":0", ":2143", ":0", ":2993", ":0", ":2110", ":0", ":2995", ":0").Replace(devConfig)
+	cfgText := strings.NewReplacer(":2525", ":0", ":2587", ":0", ":2465", ":0", ":2143", ":0", ":2993", ":0", ":2110", ":0", ":2995", ":0", ":8080", ":0").Replace(devConfig)
 	ctx := context.Background()
 	if _, err := initDataDir(ctx, data, devDomain, cfgText); err != nil {
 		t.Fatal(err)
@@ -158,6 +159,11 @@ func TestServeDeliversAndAdminWhileRunning(t *testing.T) {
 	if err := sendPlain(srv.addr("SMTP"), "someone@remote.test", []string{"late@example.test"}, msg); err != nil {
 		t.Fatal(err)
 	}
+	resp, err := http.Get("http://" + srv.addr("HTTP") + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	ctx := context.Background()
 	st, err := store.Open(ctx, data, store.Options{})
 	if err != nil {

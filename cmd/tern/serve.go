@@ -154,7 +154,10 @@ func (s *server) startAll() error {
 	if err := s.listen("IMAP", imap, cfg.IMAP.Listen, cfg.IMAP.ListenTLS); err != nil {
 		return err
 	}
-	return s.startPOP3(tlsc)
+	if err := s.startPOP3(tlsc); err != nil {
+		return err
+	}
+	return s.startHTTP(tlsc)
 }
 
 // listen opens the plain and implicit-TLS addresses of one protocol.
@@ -219,7 +222,7 @@ func (s *server) reload(c *config.Config) error {
 		}
 	}
 	s.level.Set(parseLevel(c.Log.Level))
-	if fmt.Sprint(c.SMTP.Listen, c.Submission, c.IMAP, c.POP3) != fmt.Sprint(s.cfg.SMTP.Listen, s.cfg.Submission, s.cfg.IMAP, s.cfg.POP3) {
+	if fmt.Sprint(c.SMTP.Listen, c.Submission, c.IMAP, c.POP3, c.HTTP) != fmt.Sprint(s.cfg.SMTP.Listen, s.cfg.Submission, s.cfg.IMAP, s.cfg.POP3, s.cfg.HTTP) {
 		s.log.Warn("listener or limit changes take effect at the next restart")
 	}
 	return nil

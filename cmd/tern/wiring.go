@@ -5,12 +5,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/tern-mail/tern/internal/config"
 	"github.com/tern-mail/tern/internal/dkim"
 	"github.com/tern-mail/tern/internal/dns"
+	"github.com/tern-mail/tern/internal/httpserver"
 	"github.com/tern-mail/tern/internal/mtasts"
 	"github.com/tern-mail/tern/internal/pop3server"
 	"github.com/tern-mail/tern/internal/queue"
@@ -91,4 +94,29 @@ func (s *server) startPOP3(tlsc *tls.Config) error {
 		InsecureAuth: s.cfg.Dev, MarkSeenOnRetr: config.Flag(s.cfg.POP3.MarkSeenOnRetr, true),
 	})
 	return s.listen("POP3", pop, s.cfg.POP3.Listen, s.cfg.POP3.ListenTLS)
+}
+
+// startHTTP starts the web endpoints.
+func (s *server) startHTTP(tlsc *tls.Config) error {
+	c := s.cfg
+	h := httpserver.New(httpserver.Config{
+		Store: s.st, Hostname: c.Hostname, Logger: s.log.With("proto", "http"), TLS: tlsc, MTASTSMode: c.HTTP.MTASTSMode,
+		Ports: httpserver.Ports{
+			IMAP: firstPort(c.IMAP.Listen), IMAPS: firstPort(c.IMAP.ListenTLS),
+			POP3: firstPort(c.POP3.Listen), POP3S: firstPort(c.POP3.ListenTLS),
+			Submission: firstPort(c.Submission.Listen), Submissions: firstPort(c.Submission.ListenTLS),
+		},
+	})
+	return s.listen("HTTP", h, c.HTTP.Listen, c.HTTP.ListenTLS)
+}
+
+// firstPort is the port of the first address of a list (0 if none): what
+// autoconfiguration advertises to clients.
+func firstPort(addrs []string) int {
+	if len(addrs) == 0 {
+		return 0
+	}
+	_, p, _ := net.SplitHostPort(addrs[0])
+	n, _ := strconv.Atoi(p)
+	return n
 }

@@ -32,6 +32,7 @@ type Config struct {
 	IMAP       Listeners  `toml:"imap"`
 	POP3       POP3       `toml:"pop3"`
 	Queue      Queue      `toml:"queue"`
+	HTTP       HTTP       `toml:"http"`
 
 	// Dev relaxes rules that only make sense on loopback: plaintext
 	// authentication without TLS. Set by `tern dev`, never in a file.
@@ -79,6 +80,13 @@ type POP3 struct {
 	Listen         []string `toml:"listen"`
 	ListenTLS      []string `toml:"listen_tls"`
 	MarkSeenOnRetr *bool    `toml:"mark_seen_on_retr"`
+}
+
+// HTTP configures the web endpoints: MTA-STS policy, autoconfig, health.
+type HTTP struct {
+	Listen     []string `toml:"listen"`
+	ListenTLS  []string `toml:"listen_tls"`
+	MTASTSMode string   `toml:"mta_sts_mode"` // testing (default), enforce, none
 }
 
 // Queue configures outbound delivery.
@@ -221,6 +229,7 @@ func (c *Config) validate() error {
 	lists := map[string][]string{
 		"smtp.listen": c.SMTP.Listen, "submission.listen": c.Submission.Listen, "submission.listen_tls": c.Submission.ListenTLS,
 		"imap.listen": c.IMAP.Listen, "imap.listen_tls": c.IMAP.ListenTLS, "pop3.listen": c.POP3.Listen, "pop3.listen_tls": c.POP3.ListenTLS,
+		"http.listen": c.HTTP.Listen, "http.listen_tls": c.HTTP.ListenTLS,
 	}
 	for key, addrs := range lists {
 		for _, a := range addrs {
@@ -237,6 +246,11 @@ func (c *Config) validate() error {
 	}
 	if c.SMTP.MaxRecipients < 1 || c.Submission.MaxRecipients < 1 {
 		return errors.New(`key "max_recipients": must be at least 1`)
+	}
+	switch c.HTTP.MTASTSMode {
+	case "", "testing", "enforce", "none":
+	default:
+		return fmt.Errorf(`key "http.mta_sts_mode": %q is not testing, enforce or none`, c.HTTP.MTASTSMode)
 	}
 	switch c.Queue.Smarthost.TLS {
 	case "", "starttls", "implicit", "none":

@@ -16,7 +16,7 @@ func Example(hostname, ip string) string {
 	r := strings.NewReplacer(
 		"HOSTNAME", hostname,
 		"SMTP", addr(25), "SUBM", addr(587), "SUBTLS", addr(465),
-		"IMAPP", addr(143), "IMAPTLS", addr(993), "POPP", addr(110), "POPTLS", addr(995),
+		"HTTPS", addr(443), "IMAPP", addr(143), "IMAPTLS", addr(993), "POPP", addr(110), "POPTLS", addr(995),
 	)
 	return r.Replace(exampleText)
 }
@@ -58,6 +58,12 @@ listen_tls = [IMAPTLS]   # implicit TLS
 listen = [POPP]
 listen_tls = [POPTLS]
 mark_seen_on_retr = true
+
+# MTA-STS policy (https://mta-sts.DOMAIN/), client autoconfiguration
+# (autoconfig.DOMAIN, autodiscover), health check (/healthz).
+[http]
+listen_tls = [HTTPS]
+mta_sts_mode = "testing"   # switch to "enforce" once a real certificate is in place
 
 # Outbound delivery.
 [queue]
