@@ -293,6 +293,18 @@ func (q *Queue) smarthostIPs(ctx context.Context) ([]net.IP, error) {
 	return q.cfg.Resolver.LookupIP(ctx, q.cfg.Smarthost.Host)
 }
 
+// dialer returns the configured dialer, without its source address when
+// that is of the other IP family than the destination.
+func (q *Queue) dialer(ip net.IP) *net.Dialer {
+	d := q.cfg.Dialer
+	if la, ok := d.LocalAddr.(*net.TCPAddr); ok && (la.IP.To4() == nil) != (ip.To4() == nil) {
+		c := *d
+		c.LocalAddr = nil
+		return &c
+	}
+	return d
+}
+
 // tlsRequiredError: a host could not give the verified TLS required.
 type tlsRequiredError struct{ msg string }
 
@@ -329,7 +341,7 @@ func (q *Queue) connect(ctx context.Context, host string, ip net.IP, verify bool
 	tcfg.InsecureSkipVerify = !verify // RFC 7435 opportunistic security
 	addr := net.JoinHostPort(ip.String(), strconv.Itoa(port))
 	for plainRetry := false; ; plainRetry = true {
-		conn, err := q.cfg.Dialer.DialContext(ctx, "tcp", addr)
+		conn, err := q.dialer(ip).DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/foxcpp/go-mockdns"
 
@@ -336,5 +338,68 @@ func TestSurvivesRestart(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if n := len(r.messages()); n != 20 {
 		t.Fatalf("%d deliveries", n)
+	}
+}
+
+func TestIPv6AndSecondMX(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback")
+	}
+	r := &receiver{l: l, got: make(chan struct{}, 1)}
+	r.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &rsession{r: r, c: c}, nil }))
+	go r.srv.Serve(l)
+	t.Cleanup(func() { r.srv.Close() })
+	zones := map[string]mockdns.Zone{
+		// The preferred MX refuses connections; the second is IPv6 only.
+		"v6.test.":     {MX: []net.MX{{Host: "mx1.v6.test.", Pref: 5}, {Host: "mx2.v6.test.", Pref: 10}}},
+		"mx1.v6.test.": {A: []string{"127.0.0.9"}},
+		"mx2.v6.test.": {AAAA: []string{"::1"}},
+	}
+	e := newEnv(t, zones, Config{Port: r.port()})
+	e.run(t)
+	e.submit(t, testMessage, "bob@v6.test")
+	waitFor(t, 10*time.Second, "delivery over IPv6", func() bool { return len(r.messages()) == 1 && e.queueLen(t) == 0 })
+}
+
+// smarthost session requiring AUTH PLAIN.
+type authSession struct {
+	rsession
+	user, pass string
+	authed     bool
+}
+
+func (s *authSession) AuthMechanisms() []string { return []string{"PLAIN"} }
+func (s *authSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, u, p string) error {
+		if u != s.user || p != s.pass {
+			return errors.New("bad credentials")
+		}
+		s.authed = true
+		return nil
+	}), nil
+}
+func (s *authSession) Mail(from string, o *smtp.MailOptions) error {
+	if !s.authed {
+		return smtp.ErrAuthRequired
+	}
+	return s.rsession.Mail(from, o)
+}
+
+func TestSmarthostWithAuth(t *testing.T) {
+	cert, pool := testCert(t, "relay.test")
+	r := startReceiver(t, "127.0.0.3:0", &cert)
+	r.srv.Backend = smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &authSession{rsession: rsession{r: r, c: c}, user: "u", pass: "p"}, nil
+	})
+	// No DNS for the destination: everything goes to the smarthost.
+	zones := map[string]mockdns.Zone{"relay.test.": {A: []string{"127.0.0.3"}}}
+	e := newEnv(t, zones, Config{TLS: &tls.Config{RootCAs: pool},
+		Smarthost: &Smarthost{Host: "relay.test", Port: r.port(), TLS: TLSStartTLS, Username: "u", Password: "p"}})
+	e.run(t)
+	e.submit(t, testMessage, "someone@nowhere.example")
+	waitFor(t, 10*time.Second, "relay through the smarthost", func() bool { return len(r.messages()) == 1 && e.queueLen(t) == 0 })
+	if !r.messages()[0].TLS {
+		t.Fatal("credentials sent without TLS")
 	}
 }
