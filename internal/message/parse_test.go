@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -271,5 +273,55 @@ func TestHasAttachment(t *testing.T) {
 		if m := mustParse(t, []byte(tt.raw)); m.HasAttachment != tt.want {
 			t.Errorf("%d: HasAttachment %v", i, m.HasAttachment)
 		}
+	}
+}
+
+// repeatReader streams n bytes made of line repeated, never holding them.
+type repeatReader struct {
+	line []byte
+	n    int64
+	pos  int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, io.EOF
+	}
+	k := 0
+	for k < len(p) && r.n > 0 {
+		c := copy(p[k:], r.line[r.pos:])
+		if int64(c) > r.n {
+			c = int(r.n)
+		}
+		k += c
+		r.n -= int64(c)
+		r.pos = (r.pos + c) % len(r.line)
+	}
+	return k, nil
+}
+
+// TestParseMemoryBounded streams a 64 MiB message and checks that parsing
+// it allocates a small, fixed amount: bodies are never held.
+func TestParseMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	head := "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	body := &repeatReader{line: []byte("SGVsbG8sIHdvcmxkISBIZWxsbywgd29ybGQhIEhlbGxvLCB3b3JsZCEgSGVsbG8sIHdvcmxkIQ==\r\n"), n: 64 << 20}
+	tail := "\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n" + strings.Repeat("x", 1<<20) + "\r\n--b--\r\n"
+	r := io.MultiReader(strings.NewReader(head), body, strings.NewReader(tail))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m, err := Parse(r)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("parsing a 65 MiB message allocated %d bytes", got)
+	}
+	if len(m.Structure.Parts) != 2 || m.Structure.Parts[0].Lines == 0 || !strings.HasPrefix(m.Preview, "Hello, world!") {
+		t.Errorf("structure %+v preview %q", m.Structure, m.Preview)
 	}
 }
