@@ -20,8 +20,9 @@
 // is the modification time of its file, which the Writer sets.
 //
 // The Writer follows the Maildir delivery protocol: write into tmp/, fsync,
-// rename into cur/ under a name carrying the size and the flags. Close
-// fsyncs the directories the names were added to.
+// rename into cur/ under a name carrying the size and the flags. It does
+// so for batches of messages, fsyncing them in parallel; Close fsyncs the
+// directories the names were added to.
 package maildir
 
 import (

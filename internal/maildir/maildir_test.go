@@ -66,7 +66,7 @@ func TestWriteRead(t *testing.T) {
 	base := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	var msgs []msg
 	folders := []string{"", "Folder/Sub", "Entwürfe", "Folder"}
-	for i := range 40 {
+	for i := range 300 {
 		m := msg{
 			folder: folders[i%len(folders)],
 			body:   fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i),

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -18,6 +19,7 @@ type Writer struct {
 	start   time.Time
 	seq     uint64
 	folders map[string]*folderState
+	pending []pendingFile
 }
 
 type folderState struct {
@@ -79,7 +81,9 @@ func (w *Writer) folder(name string) (*folderState, error) {
 
 // WriteMessage delivers one message into the folder's cur/ with the
 // given flags, and sets its modification time to date. It returns the
-// new file's path.
+// file's path in cur/. Messages are made durable in batches: a message
+// is in place once the batch it belongs to is flushed (every writeBatch
+// messages, and by Flush and Close).
 func (w *Writer) WriteMessage(folder string, flags []string, date time.Time, body io.Reader) (string, error) {
 	f, err := w.folder(folder)
 	if err != nil {
@@ -99,26 +103,79 @@ func (w *Writer) WriteMessage(folder string, flags []string, date time.Time, bod
 		return "", err
 	}
 	n, err := io.Copy(file, body)
-	if err == nil {
-		err = file.Sync()
-	}
-	if cerr := file.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil && !date.IsZero() {
 		err = os.Chtimes(tmp, date, date)
 	}
 	if err != nil {
+		file.Close()
 		os.Remove(tmp)
 		return "", err
 	}
 	final := filepath.Join(f.dir, "cur", fmt.Sprintf("%s,S=%d:2,%s", unique, n, info))
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return "", err
+	w.pending = append(w.pending, pendingFile{file: file, tmp: tmp, final: final, folder: f})
+	if len(w.pending) >= writeBatch {
+		if err := w.Flush(); err != nil {
+			return "", err
+		}
 	}
-	f.dirty = true
 	return final, nil
+}
+
+// writeBatch is how many messages wait in tmp/ (with their files open)
+// before a flush.
+const writeBatch = 128
+
+// pendingFile is a message written to tmp/, not yet durable.
+type pendingFile struct {
+	file       *os.File
+	tmp, final string
+	folder     *folderState
+}
+
+// Flush makes the pending messages durable and moves them into cur/: the
+// Maildir protocol's fsync before rename, run in parallel because file
+// systems merge concurrent fsyncs into few journal commits. The renames
+// become durable with the directory fsyncs of Close.
+func (w *Writer) Flush() error {
+	pending := w.pending
+	w.pending = nil
+	errs := make([]error, len(pending))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(16, len(pending)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				err := pending[i].file.Sync()
+				if cerr := pending[i].file.Close(); err == nil {
+					err = cerr
+				}
+				errs[i] = err
+			}
+		}()
+	}
+	for i := range pending {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var first error
+	for i, p := range pending {
+		err := errs[i]
+		if err == nil {
+			err = os.Rename(p.tmp, p.final)
+		}
+		if err != nil {
+			os.Remove(p.tmp)
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		p.folder.dirty = true
+	}
+	return first
 }
 
 // info returns the letters of the info suffix for flags, assigning
@@ -186,10 +243,10 @@ func writeKeywords(dir string, keywords []string) error {
 	return syncDir(dir)
 }
 
-// Close fsyncs the cur/ directories that received messages, making the
-// renames durable.
+// Close flushes pending messages and fsyncs the cur/ directories that
+// received messages, making the renames durable.
 func (w *Writer) Close() error {
-	var first error
+	first := w.Flush()
 	for _, f := range w.folders {
 		if !f.dirty {
 			continue
