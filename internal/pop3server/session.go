@@ -80,10 +80,11 @@ type session struct {
 	errors    int
 	authFails int
 
-	acct   store.Account
-	locked bool
-	drop   *maildrop
-	quit   bool
+	acct     store.Account
+	locked   bool
+	seenBusy chan struct{} // closed when a background \Seen write ends
+	drop     *maildrop
+	quit     bool
 }
 
 func newSession(srv *Server, c net.Conn, id uint64) *session {

@@ -302,6 +302,43 @@ func TestSeenAndFlags(t *testing.T) {
 	}
 }
 
+// TestSeenBatches: \Seen marks written in background batches while the
+// download goes on all land.
+func TestSeenBatches(t *testing.T) {
+	e := newEnv(t, envOpts{insecure: true, seen: true})
+	e.srv.seenBatch = 3
+	for i := 0; i < 20; i++ {
+		e.deliver(fmt.Sprintf("Subject: %d\n\nbody\n", i))
+	}
+	c := e.dial()
+	c.login()
+	for i := 1; i <= 17; i++ {
+		c.ok(fmt.Sprintf("RETR %d", i))
+		c.multi()
+	}
+	c.c.Close() // dropped: still marks what was downloaded
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ms, err := e.st.Messages(context.Background(), e.inbox.ID, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := 0
+		for _, m := range ms {
+			if slices.Contains(m.Flags, `\Seen`) {
+				seen++
+			}
+		}
+		if seen == 17 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages seen, want 17", seen)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestShutdown(t *testing.T) {
 	e := newEnv(t, envOpts{insecure: true})
 	e.deliver(msg1)

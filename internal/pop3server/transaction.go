@@ -3,15 +3,12 @@ package pop3server
 import (
 	"bufio"
 	"errors"
+	"io"
 	"io/fs"
 	"strconv"
 
 	"github.com/tern-mail/tern/internal/store"
 )
-
-// seenBatch is how many \Seen marks wait before one store write: marking
-// every RETR separately would cost a commit per message.
-const seenBatch = 500
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
@@ -37,7 +34,7 @@ func (s *session) message(arg string) (*msg, int, *reply) {
 func (s *session) sizes() *reply {
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	if err := s.drop.ensureSizes(ctx, s.measure); err != nil {
+	if err := s.drop.ensureSizes(ctx, s.srv.sizes, s.measure); err != nil {
 		s.log.Error("pop3: computing sizes", "err", err)
 		r := errReply("SYS/TEMP", "cannot read the mailbox now, try again later")
 		return &r
@@ -129,7 +126,7 @@ func (s *session) send(arg string, bodyLines int) reply {
 	if r != nil {
 		return *r
 	}
-	f, err := s.srv.cfg.Store.OpenBlob(m.blobID)
+	f, err := s.openMessage(m)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, store.ErrNotFound) {
 		return errReply("", "message "+arg+" was removed by another client")
 	} else if err != nil {
@@ -147,20 +144,60 @@ func (s *session) send(arg string, bodyLines int) reply {
 	if bodyLines < 0 && s.srv.cfg.MarkSeenOnRetr {
 		rep.after = func() {
 			s.drop.markSeen(m)
-			if len(s.drop.pendingSeen) >= seenBatch {
-				s.flushSeen()
+			if len(s.drop.pendingSeen) >= s.srv.seenBatch {
+				s.flushSeenAsync()
 			}
 		}
 	}
 	return rep
 }
 
+// openMessage opens a message's bytes for sending.
+func (s *session) openMessage(m *msg) (io.ReadCloser, error) {
+	path, err := s.srv.cfg.Store.BlobPath(m.blobID)
+	if err != nil {
+		return nil, err
+	}
+	return openBlobFile(path, m.size)
+}
+
+// flushSeenAsync writes the queued \Seen marks in the background, one
+// batch at a time, so that downloads do not wait for a commit.
+func (s *session) flushSeenAsync() {
+	if s.seenBusy != nil {
+		select {
+		case <-s.seenBusy:
+			s.seenBusy = nil
+		default:
+			return // the next RETR tries again
+		}
+	}
+	uids, drop, log := s.drop.pendingSeen, s.drop, s.log
+	s.drop.pendingSeen = nil
+	done := make(chan struct{})
+	s.seenBusy = done
+	go func() {
+		defer close(done)
+		ctx, cancel := s.storeCtx()
+		defer cancel()
+		if err := drop.writeSeen(ctx, uids); err != nil {
+			log.Error("pop3: marking messages seen", "err", err)
+		}
+	}()
+}
+
+// flushSeen waits for a background flush and writes the remaining marks.
 func (s *session) flushSeen() {
+	if s.seenBusy != nil {
+		<-s.seenBusy
+		s.seenBusy = nil
+	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	if err := s.drop.flushSeen(ctx); err != nil {
+	if err := s.drop.writeSeen(ctx, s.drop.pendingSeen); err != nil {
 		s.log.Error("pop3: marking messages seen", "err", err)
 	}
+	s.drop.pendingSeen = nil
 }
 
 func (s *session) cmdDele(c Command) reply {
