@@ -266,7 +266,7 @@ func fieldGroups(body []byte) ([][]field, error) {
 			if len(cur) == 0 {
 				return nil, fmt.Errorf("%w: continuation without field", ErrSyntax)
 			}
-			cur[len(cur)-1].value = clean(cur[len(cur)-1].value + " " + line)
+			cur[len(cur)-1].value += " " + line
 			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
@@ -276,13 +276,18 @@ func fieldGroups(body []byte) ([][]field, error) {
 		if n++; n > maxFields {
 			return nil, fmt.Errorf("%w: too many fields", ErrSyntax)
 		}
-		cur = append(cur, field{strings.ToLower(strings.TrimSpace(name)), clean(value)})
+		cur = append(cur, field{strings.ToLower(strings.TrimSpace(name)), value})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSyntax, err)
 	}
 	if len(cur) > 0 {
 		groups = append(groups, cur)
+	}
+	for _, g := range groups {
+		for i := range g {
+			g[i].value = clean(g[i].value)
+		}
 	}
 	return groups, nil
 }
