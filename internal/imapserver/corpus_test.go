@@ -130,7 +130,7 @@ func TestCorpusGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts.deliver("INBOX", string(b))
+		ts.deliver("INBOX", crlf(string(b)))
 	}
 	r := ts.raw()
 	r.login()
