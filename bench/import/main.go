@@ -1,7 +1,9 @@
 // Command import measures tern's mail import: it imports the spam-assassin
 // corpus (6,046 messages) and a generated mbox of -n messages of about
 // 2 KiB into fresh data directories, and prints messages per second and
-// the peak resident memory of the importing process.
+// the peak resident memory of the importing process. The peer is Dovecot's
+// doveadm import of the same mbox files into Maildir, on a private Dovecot
+// instance without listeners.
 //
 // Each import runs in a child process (this binary with -child), so that
 // its peak RSS (rusage maxrss, the kernel's VmHWM) is its own.
@@ -39,6 +41,8 @@ func main() {
 	size := flag.Int("size", 2048, "approximate size of a generated message")
 	corpus := flag.String("corpus", defaultCorpus(), "corpus data directory (\"\": skip)")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
+	withTern := flag.Bool("tern", true, "measure tern")
+	withDovecot := flag.Bool("dovecot", true, "measure Dovecot's doveadm import as the peer (if installed)")
 	cpuprofile := flag.String("cpuprofile", "", "internal: the child writes a CPU profile here")
 	flag.Parse()
 	if *child {
@@ -67,6 +71,11 @@ func main() {
 		defer os.RemoveAll(tmp)
 	}
 	fmt.Printf("tern import benchmark (temp dir %s)\n", tmp)
+	type dataset struct {
+		name, path string
+		count      int
+	}
+	var sets []dataset
 	if *corpus != "" {
 		if _, err := os.Stat(*corpus); err != nil {
 			fmt.Printf("corpus: skipped (%v)\n", err)
@@ -76,7 +85,7 @@ func main() {
 			if err != nil {
 				fatal(err)
 			}
-			measure("corpus mbox", path, filepath.Join(tmp, "data-corpus"), count)
+			sets = append(sets, dataset{"corpus mbox", path, count})
 		}
 	}
 	if *n > 0 {
@@ -87,7 +96,36 @@ func main() {
 		}
 		st, _ := os.Stat(path)
 		fmt.Printf("generated %d messages, %.1f MiB, in %s\n", *n, float64(st.Size())/(1<<20), time.Since(t0).Round(time.Millisecond))
-		measure("generated mbox", path, filepath.Join(tmp, "data-generated"), *n)
+		sets = append(sets, dataset{"generated mbox", path, *n})
+	}
+	var dc *dovecot
+	if *withDovecot {
+		if dc, err = startDovecot(filepath.Join(tmp, "dovecot")); err != nil {
+			fmt.Printf("dovecot: skipped (%v)\n", err)
+		} else {
+			defer dc.stop()
+		}
+	}
+	for i, ds := range sets {
+		var ternRate float64
+		if *withTern {
+			ternRate = measure(ds.name, ds.path, filepath.Join(tmp, fmt.Sprintf("data-%d", i)), ds.count)
+		}
+		if dc == nil {
+			continue
+		}
+		wall, rss, err := dc.importMbox(ds.path)
+		if err != nil {
+			fmt.Printf("dovecot %s: %v\n", ds.name, err)
+			continue
+		}
+		got := dc.countMaildir()
+		rate := float64(got) / wall.Seconds()
+		fmt.Printf("%-15s %7d msgs dovecot doveadm import (mbox -> Maildir) in %7.1fs: %7.0f msgs/s; peak RSS %6.1f MiB\n",
+			ds.name, got, wall.Seconds(), rate, float64(rss)/1024)
+		if ternRate > 0 {
+			fmt.Printf("%-15s ratio tern/dovecot: %.2f\n", ds.name, ternRate/rate)
+		}
 	}
 }
 
@@ -175,8 +213,9 @@ type result struct {
 	VmHWMkB int64
 }
 
-// measure runs one import in a child process and prints the figures.
-func measure(name, src, data string, want int) {
+// measure runs one import in a child process, prints the figures and
+// returns messages per second.
+func measure(name, src, data string, want int) float64 {
 	self, err := os.Executable()
 	if err != nil {
 		fatal(err)
@@ -201,6 +240,7 @@ func measure(name, src, data string, want int) {
 	if int(r.Stats.Messages+r.Stats.Duplicates) != want {
 		fmt.Printf("%-15s WARNING: %d messages expected\n", name, want)
 	}
+	return float64(r.Stats.Messages+r.Stats.Duplicates) / r.Seconds
 }
 
 func runChild(data, src string) error {
