@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tern-mail/tern/internal/message"
@@ -41,7 +42,16 @@ type Deliverer struct {
 	st   *store.Store
 	log  *slog.Logger
 	opts Options
+
+	// domains caches IsLocalDomain for a few seconds: every RCPT asks,
+	// and the answer changes only when an admin adds a domain.
+	mu        sync.Mutex
+	domains   map[string]bool
+	domainsAt time.Time
 }
+
+// domainCacheTTL bounds how long a new or removed domain takes to be seen.
+const domainCacheTTL = 5 * time.Second
 
 // New returns a Deliverer for st.
 func New(st *store.Store, opts Options) *Deliverer {
@@ -102,10 +112,26 @@ func (d *Deliverer) IsLocal(ctx context.Context, domain string) (bool, error) {
 	if domain == "" {
 		return true, nil // bare "postmaster"
 	}
-	ok, err := d.st.IsLocalDomain(ctx, strings.ToLower(domain))
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	now := time.Now()
+	d.mu.Lock()
+	if now.Sub(d.domainsAt) > domainCacheTTL {
+		d.domains, d.domainsAt = map[string]bool{}, now
+	}
+	ok, cached := d.domains[domain]
+	d.mu.Unlock()
+	if cached {
+		return ok, nil
+	}
+	ok, err := d.st.IsLocalDomain(ctx, domain)
 	if err != nil {
 		return false, smtp.ErrLocal().WithDetail(err.Error())
 	}
+	d.mu.Lock()
+	if len(d.domains) < 10000 { // hostile clients may try many names
+		d.domains[domain] = ok
+	}
+	d.mu.Unlock()
 	return ok, nil
 }
 

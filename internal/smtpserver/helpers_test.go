@@ -27,7 +27,7 @@ import (
 // env is a store with domain example.org, accounts alice and bob, the
 // alias list@ (both) and fwd@ (pointing outside), and a running server.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	st    *store.Store
 	accts *account.Service
 	srv   *Server
@@ -41,7 +41,7 @@ const (
 	bobPass   = "bob-secret-2"
 )
 
-func newEnv(t *testing.T, mode Mode, tune func(*Config)) *env {
+func newEnv(t testing.TB, mode Mode, tune func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, t.TempDir(), store.Options{})
@@ -220,7 +220,7 @@ func (r *raw) startTLS(cfg *tls.Config) {
 }
 
 // testTLSConfig is a self-signed certificate for mx.example.org.
-func testTLSConfig(t *testing.T) *tls.Config {
+func testTLSConfig(t testing.TB) *tls.Config {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

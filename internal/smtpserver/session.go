@@ -41,6 +41,10 @@ type transaction struct {
 	rcpts    []recipient
 	accounts []store.Account // local accounts, all recipients together
 	remote   []QueueRecipient
+
+	dataStart  time.Time     // DATA/first BDAT began
+	spoolTook  time.Duration // body read, blob written and fsynced, parsed
+	commitTook time.Duration // queue and store commits
 }
 
 // recipient is one accepted RCPT with its DSN parameters (RFC 3461).
@@ -267,6 +271,7 @@ func (s *session) Data(r io.Reader) error {
 		io.Copy(io.Discard, r)
 		return s.reply(smtp.ErrBadSequence("need MAIL and RCPT before DATA"))
 	}
+	tx.dataStart = time.Now()
 	var err error
 	if s.acct != nil {
 		err = s.submit(tx, r)
@@ -290,7 +295,8 @@ func (s *session) logDelivery(tx *transaction, err error) {
 		result = err.Error()
 	}
 	s.log.Info("smtp delivery", "id", tx.id, "from", tx.from.String(), "rcpts", rcpts, "size", tx.size(),
-		"result", result, "took", time.Since(tx.start).Round(time.Microsecond))
+		"result", result, "took", time.Since(tx.start).Round(time.Microsecond),
+		"spool", tx.spoolTook.Round(time.Microsecond), "commit", tx.commitTook.Round(time.Microsecond))
 }
 
 func (tx *transaction) size() int64 { return tx.opts.Size }
@@ -326,6 +332,9 @@ func (s *session) inbound(tx *transaction, r io.Reader) error {
 		return err
 	}
 	tx.opts.Size = sp.Blob.Size
+	committing := time.Now()
+	tx.spoolTook = committing.Sub(tx.dataStart)
+	defer func() { tx.commitTook = time.Since(committing) }()
 	if len(tx.remote) > 0 {
 		if _, err := s.srv.cfg.Queue.Enqueue(s.ctx, s.queueMessage(tx, sp.Blob)); err != nil {
 			s.srv.del.Discard(s.ctx, sp)

@@ -166,6 +166,9 @@ func (s *session) submit(tx *transaction, r io.Reader) error {
 		return err
 	}
 	tx.opts.Size = sp.Blob.Size
+	committing := time.Now()
+	tx.spoolTook = committing.Sub(tx.dataStart)
+	defer func() { tx.commitTook = time.Since(committing) }()
 	if len(tx.remote) > 0 {
 		if _, err := s.srv.cfg.Queue.Enqueue(s.ctx, s.queueMessage(tx, sp.Blob)); err != nil {
 			s.srv.del.Discard(s.ctx, sp)
