@@ -313,6 +313,16 @@ func TestAdminListShowRetryDrop(t *testing.T) {
 	if l, _ := e.q.List(ctx, 0, 0); len(l) != 1 || l[0].ID != id2 {
 		t.Fatalf("after drop: %+v", l)
 	}
+	var buf bytes.Buffer
+	l, _ = e.q.List(ctx, 0, 0)
+	FormatList(&buf, l, time.Now())
+	qe, hdr, _ = e.q.Show(ctx, id2)
+	FormatShow(&buf, qe, hdr)
+	for _, want := range []string{"alice@a.test -> y@far.test", "rcpt:       y@far.test [pending]", "Subject: test"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("admin output lacks %q:\n%s", want, buf.String())
+		}
+	}
 }
 
 // TestRestart: entries queued by one process are delivered exactly once
