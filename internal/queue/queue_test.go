@@ -413,3 +413,54 @@ func TestSmarthostWithAuth(t *testing.T) {
 		t.Fatal("credentials sent without TLS")
 	}
 }
+
+func TestPerDestinationLimitAndReuse(t *testing.T) {
+	r := startReceiver(t, "127.0.0.3:0", nil)
+	var active, peak, sessions atomic.Int32
+	r.srv.Backend = smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		n := active.Add(1)
+		sessions.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		return &countingSession{rsession: rsession{r: r, c: c}, active: &active}, nil
+	})
+	e := newEnv(t, mxZone(0), Config{Port: r.port(), PerDestination: 2, Workers: 16})
+	for i := 0; i < 40; i++ {
+		e.submit(t, testMessage, fmt.Sprintf("u%d@b.test", i))
+	}
+	e.run(t)
+	waitFor(t, 20*time.Second, "40 deliveries", func() bool { return len(r.messages()) == 40 && e.queueLen(t) == 0 })
+	if p := peak.Load(); p > 2 {
+		t.Fatalf("%d concurrent connections to one destination (limit 2)", p)
+	}
+	if s := sessions.Load(); s > 10 {
+		t.Fatalf("%d connections for 40 messages: connections not reused", s)
+	}
+}
+
+type countingSession struct {
+	rsession
+	active *atomic.Int32
+}
+
+func (s *countingSession) Logout() error { s.active.Add(-1); return nil }
+
+func TestBackoffGrowsWithJitter(t *testing.T) {
+	q := New(Config{RetryBase: time.Minute, RetryMax: time.Hour})
+	prev := time.Duration(0)
+	for n := 1; n <= 8; n++ {
+		d := q.backoff(n)
+		want := min(time.Minute<<(n-1), time.Hour)
+		if d < want*8/10 || d > want*12/10 {
+			t.Fatalf("attempt %d: %v not within 20%% of %v", n, d, want)
+		}
+		if n <= 6 && d <= prev*8/10 {
+			t.Fatalf("attempt %d: %v does not grow from %v", n, d, prev)
+		}
+		prev = d
+	}
+}
