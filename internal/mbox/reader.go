@@ -8,6 +8,9 @@
 // "From " line (the bytes before the first one are a message of their own, so
 // a single RFC 5322 message file reads as a one-message mbox).
 //
+// Content-Length based variants (mboxcl, mboxcl2) are read as mboxo: an
+// unquoted "From " line inside a message starts a new one.
+//
 // The Writer produces mboxrd: a From_ line carrying the envelope sender and
 // the date, the message with every line matching ^>*From  quoted by one more
 // '>', and one line feed after each message. The Reader removes exactly that

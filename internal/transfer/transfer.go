@@ -33,6 +33,12 @@
 // Export followed by import gives back every message byte for byte, with
 // its flags (keywords: up to 26 per folder in Maildir) and its internal
 // date to the second.
+//
+// Import runs a pipeline (see pipeline.go): messages are parsed and
+// written in parallel, then stored in source order in batches, each made
+// durable with one file system sync and one commit. A crash loses at most
+// the batches in flight; running the import again completes it without
+// duplicates.
 package transfer
 
 import (
