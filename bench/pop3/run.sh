@@ -78,8 +78,10 @@ CONF
 
 echo "== starting servers (tern :$TERN_PORT, dovecot :$DOVECOT_PORT)"
 "$DOVECOT" -F -c "$TMP/dovecot/dovecot.conf" &
+DOVECOT_PID=$!
 PIDS="$PIDS $!"
 "$TMP/pop3bench" serve -data "$TMP/tern" -addr "127.0.0.1:$TERN_PORT" &
+TERN_PID=$!
 PIDS="$PIDS $!"
 sleep 2
 
@@ -87,24 +89,42 @@ echo "== warm-up (untimed): every maildrop once on each server"
 "$TMP/pop3bench" fetch -addr "127.0.0.1:$TERN_PORT" -users "$MAXU" -label warm-tern
 "$TMP/pop3bench" fetch -addr "127.0.0.1:$DOVECOT_PORT" -users "$MAXU" -label warm-dovecot
 
+# CPU used by a server process and its reaped children (Dovecot's pop3
+# processes exit at QUIT and are reaped by the master), in clock ticks.
+ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+run() { # label pid port users window
+	c0=$(ticks "$2")
+	out=$("$TMP/pop3bench" fetch -addr "127.0.0.1:$3" -users "$4" -window "$5" -label "$1")
+	c1=$(ticks "$2")
+	echo "$out cpu_s=$(echo "$c0 $c1 $HZ" | awk '{printf "%.2f", ($2-$1)/$3}')" | tee -a "$TMP/results"
+}
+
 echo "== timed runs ($ROUNDS rounds, alternating)"
 for win in $WINDOWS; do
 	for u in $USERS; do
 		r=1
 		while [ "$r" -le "$ROUNDS" ]; do
-			"$TMP/pop3bench" fetch -addr "127.0.0.1:$TERN_PORT" -users "$u" -window "$win" -label "tern round=$r" | tee -a "$TMP/results"
-			"$TMP/pop3bench" fetch -addr "127.0.0.1:$DOVECOT_PORT" -users "$u" -window "$win" -label "dovecot round=$r" | tee -a "$TMP/results"
+			run "tern round=$r" "$TERN_PID" "$TERN_PORT" "$u" "$win"
+			run "dovecot round=$r" "$DOVECOT_PID" "$DOVECOT_PORT" "$u" "$win"
 			r=$((r + 1))
 		done
 	done
 done
 
-echo "== summary (median of rounds; messages/s)"
-median() { sed 's/.*msgs_per_s=//' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Wall-clock rates swing with other load on the machine; server CPU per
+# message is the steadier figure. Both are medians over the rounds.
+echo "== summary (median of rounds)"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+rate() { grep "^$1 .*window=$2 users=$3 " "$TMP/results" | sed 's/.*msgs_per_s=\([0-9.]*\).*/\1/' | median; }
+cpu() { grep "^$1 .*window=$2 users=$3 " "$TMP/results" | awk '{for(i=1;i<=NF;i++){split($i,kv,"="); v[kv[1]]=kv[2]} printf "%.1f\n", v["cpu_s"]*1e6/v["messages"]}' | median; }
+printf "%-8s %-6s %12s %12s %7s %14s %14s %7s\n" window users tern_msg/s dovecot_msg/s ratio tern_cpu_us/msg dovecot_cpu_us/msg ratio
 for win in $WINDOWS; do
 	for u in $USERS; do
-		t=$(grep "^tern .*window=$win users=$u " "$TMP/results" | median)
-		d=$(grep "^dovecot .*window=$win users=$u " "$TMP/results" | median)
-		echo "window=$win users=$u tern=$t dovecot=$d ratio=$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')"
+		t=$(rate tern "$win" "$u"); d=$(rate dovecot "$win" "$u")
+		tc=$(cpu tern "$win" "$u"); dc=$(cpu dovecot "$win" "$u")
+		printf "%-8s %-6s %12s %12s %7s %14s %14s %7s\n" "$win" "$u" "$t" "$d" \
+			"$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')" "$tc" "$dc" \
+			"$(echo "$tc $dc" | awk '{if ($1 > 0) printf "%.2f", $2/$1; else print "-"}')"
 	done
 done

@@ -65,6 +65,9 @@ type session struct {
 	raw         net.Conn
 	c           net.Conn
 	interrupted atomic.Bool
+	readSet     time.Time // when the read deadline was last moved
+	writeSet    time.Time
+	debug       bool // transcript logging on
 
 	br      *bufio.Reader
 	bw      *bufio.Writer
@@ -137,6 +140,7 @@ func (s *session) run(implicitTLS bool) {
 			return
 		}
 	}
+	s.debug = s.log.Enabled(s.ctx, slog.LevelDebug)
 	s.log.Debug("pop3: connected", "tls", implicitTLS)
 	// RFC 1939 §4: the greeting.
 	if s.write(okReply(s.srv.cfg.Hostname+" POP3 server ready")) != nil {
@@ -205,7 +209,12 @@ func (s *session) readLine() (line []byte, tooLong bool, err error) {
 			return nil, false, err
 		}
 	}
-	s.raw.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
+	// Deadlines move only once a second: resetting the runtime timer on
+	// every command of a pipelined download costs more than it is worth.
+	if now := time.Now(); now.Sub(s.readSet) > time.Second {
+		s.readSet = now
+		s.raw.SetReadDeadline(now.Add(s.srv.cfg.IdleTimeout))
+	}
 	if s.interrupted.Load() {
 		return nil, false, errors.New("server shutting down")
 	}
@@ -232,7 +241,10 @@ func (s *session) readLine() (line []byte, tooLong bool, err error) {
 
 // write sends a reply: the status line, then the multi-line body if any.
 func (s *session) write(r reply) error {
-	s.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if now := time.Now(); now.Sub(s.writeSet) > time.Second {
+		s.writeSet = now
+		s.raw.SetWriteDeadline(now.Add(writeTimeout))
+	}
 	w := s.bw
 	switch {
 	case r.cont:
@@ -252,7 +264,7 @@ func (s *session) write(r reply) error {
 		}
 	}
 	w.WriteString("\r\n")
-	if !r.ok || r.cont {
+	if s.debug && (!r.ok || r.cont) {
 		s.log.Debug("pop3: reply", "ok", r.ok, "code", r.code, "text", r.text)
 	}
 	if r.multi {
@@ -289,6 +301,7 @@ func (s *session) handshake() bool {
 		return false
 	}
 	s.raw.SetDeadline(time.Time{})
+	s.readSet, s.writeSet = time.Time{}, time.Time{} // set afresh by the next read and write
 	cs := tc.ConnectionState()
 	s.mu.Lock()
 	s.c = tc
@@ -307,10 +320,12 @@ func (s *session) dispatch(line []byte) reply {
 	if err != nil {
 		return badReply(err.Error())
 	}
-	if cmd.Name == "PASS" || cmd.Name == "AUTH" {
-		s.log.Debug("pop3: command", "cmd", cmd.Name, "args", "(redacted)")
-	} else {
-		s.log.Debug("pop3: command", "cmd", cmd.Name, "args", cmd.Args)
+	if s.debug {
+		if cmd.Name == "PASS" || cmd.Name == "AUTH" {
+			s.log.Debug("pop3: command", "cmd", cmd.Name, "args", "(redacted)")
+		} else {
+			s.log.Debug("pop3: command", "cmd", cmd.Name, "args", cmd.Args)
+		}
 	}
 	h, ok := commandTable[cmd.Name]
 	if !ok {

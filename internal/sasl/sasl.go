@@ -106,7 +106,9 @@ func NewServer(mech string, ctx context.Context, accts Authenticator, cs *tls.Co
 	return New(ctx, mech, Options{Accounts: accts, TLS: cs})
 }
 
-// New is NewServer with Options.
+// New is NewServer with Options. It does not decide whether cleartext
+// mechanisms are allowed on the connection: protocols accept only the
+// names Mechanisms returned for it.
 func New(ctx context.Context, mech string, opts Options) (Server, error) {
 	if opts.Accounts == nil {
 		return nil, errors.New("sasl: no Authenticator")
