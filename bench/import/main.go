@@ -44,6 +44,8 @@ func main() {
 	withTern := flag.Bool("tern", true, "measure tern")
 	withDovecot := flag.Bool("dovecot", true, "measure Dovecot's doveadm import as the peer (if installed)")
 	cpuprofile := flag.String("cpuprofile", "", "internal: the child writes a CPU profile here")
+	exports := flag.String("export", "mbox", "after each tern import, also measure export to these formats (comma-separated: mbox,maildir)")
+	exportTo := flag.String("export-to", "", "internal: the child exports -data to this path, in format -src")
 	flag.Parse()
 	if *child {
 		if *cpuprofile != "" {
@@ -53,7 +55,12 @@ func main() {
 			}
 			pprof.StartCPUProfile(f)
 		}
-		err := runChild(*data, *src)
+		var err error
+		if *exportTo != "" {
+			err = runExportChild(*data, *src, *exportTo)
+		} else {
+			err = runChild(*data, *src)
+		}
 		if *cpuprofile != "" {
 			pprof.StopCPUProfile()
 		}
@@ -109,7 +116,13 @@ func main() {
 	for i, ds := range sets {
 		var ternRate float64
 		if *withTern {
-			ternRate = measure(ds.name, ds.path, filepath.Join(tmp, fmt.Sprintf("data-%d", i)), ds.count)
+			data := filepath.Join(tmp, fmt.Sprintf("data-%d", i))
+			ternRate = measure(ds.name, ds.path, data, ds.count)
+			for _, format := range strings.FieldsFunc(*exports, func(r rune) bool { return r == ',' }) {
+				out := filepath.Join(tmp, fmt.Sprintf("export-%d-%s", i, format))
+				measureExport(ds.name, data, format, out)
+				os.RemoveAll(out)
+			}
 		}
 		if dc == nil {
 			continue
@@ -241,6 +254,48 @@ func measure(name, src, data string, want int) float64 {
 		fmt.Printf("%-15s WARNING: %d messages expected\n", name, want)
 	}
 	return float64(r.Stats.Messages+r.Stats.Duplicates) / r.Seconds
+}
+
+// measureExport runs one export in a child process and prints the
+// figures.
+func measureExport(name, data, format, out string) {
+	self, err := os.Executable()
+	if err != nil {
+		fatal(err)
+	}
+	cmd := exec.Command(self, "-child", "-data", data, "-src", format, "-export-to", out)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		fatal(fmt.Errorf("%s export: %v", name, err))
+	}
+	var r result
+	if err := json.Unmarshal(stdout, &r); err != nil {
+		fatal(fmt.Errorf("%s export: %v: %q", name, err, stdout))
+	}
+	maxrss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+	fmt.Printf("%-15s %7d msgs exported to %-7s in %7.1fs: %7.0f msgs/s, %6.1f MiB/s; peak RSS %6.1f MiB\n",
+		name, r.Stats.Messages, format, r.Seconds, float64(r.Stats.Messages)/r.Seconds,
+		float64(r.Stats.Bytes)/(1<<20)/r.Seconds, float64(maxrss)/1024)
+}
+
+func runExportChild(data, format, out string) error {
+	ctx := context.Background()
+	st, err := store.Open(ctx, data, store.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	acct, err := st.AccountByAddress(ctx, "user@example.org")
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	stats, err := transfer.Export(ctx, st, acct, transfer.ExportOptions{Path: out, Format: format})
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(result{Stats: stats, Seconds: time.Since(t0).Seconds(), VmHWMkB: vmHWM()})
 }
 
 func runChild(data, src string) error {
