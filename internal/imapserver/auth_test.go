@@ -157,3 +157,15 @@ func TestIdleTimeoutAndShutdown(t *testing.T) {
 		t.Errorf("on shutdown got %q", l)
 	}
 }
+
+func TestCommandRateLimit(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.MaxCommandsPerSecond = 20 })
+	r := ts.raw()
+	start := time.Now()
+	for i := 0; i < 45; i++ {
+		r.expectOK("n", "NOOP")
+	}
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("45 commands at 20/s took %v", d)
+	}
+}

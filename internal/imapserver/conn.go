@@ -120,6 +120,9 @@ type session struct {
 
 	errors  int
 	closing atomic.Bool
+	// command rate window
+	rateStart time.Time
+	rateCount int
 }
 
 func newSession(srv *Server, c net.Conn, id uint64) *session {
@@ -212,6 +215,7 @@ func (s *session) serveOne() bool {
 	if err != nil {
 		return s.readError(err)
 	}
+	s.throttle()
 	opts := imap.Options{UTF8: s.utf8}
 	cmd, err := imap.ParseCommand(raw, opts)
 	if err != nil {
@@ -250,6 +254,19 @@ func (s *session) serveOne() bool {
 		return false
 	}
 	return !r.bye
+}
+
+// throttle slows a connection sending more than MaxCommandsPerSecond.
+func (s *session) throttle() {
+	now := time.Now()
+	if now.Sub(s.rateStart) >= time.Second {
+		s.rateStart, s.rateCount = now, 0
+	}
+	s.rateCount++
+	if s.rateCount > s.srv.cfg.MaxCommandsPerSecond {
+		time.Sleep(time.Second - now.Sub(s.rateStart))
+		s.rateStart, s.rateCount = time.Now(), 1
+	}
 }
 
 // expungeAllowed: RFC 9051 §7.5.1: no EXPUNGE during FETCH, STORE or

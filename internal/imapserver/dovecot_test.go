@@ -1,7 +1,9 @@
 package imapserver
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,11 +67,30 @@ func TestInteropDovecotBodyStructure(t *testing.T) {
 	query := fmt.Sprintf("FETCH 1:%d (ENVELOPE BODYSTRUCTURE)", len(files))
 	cmd := exec.Command(imapBin, "-c", conf)
 	cmd.Env = []string{"USER=nobody", "HOME=" + dir}
-	cmd.Stdin = strings.NewReader("s SELECT INBOX\r\nf " + query + "\r\nl LOGOUT\r\n")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dovecot imap: %v\n%s", err, out)
+	// Keep stdin open until the answer is complete: at end of input
+	// Dovecot's imap stops writing.
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	io.WriteString(stdin, "s SELECT INBOX\r\nf "+query+"\r\n")
+	var outBuf strings.Builder
+	br := bufio.NewReader(stdout)
+	for {
+		l, err := br.ReadString('\n')
+		outBuf.WriteString(l)
+		if err != nil {
+			t.Fatalf("dovecot imap: %v\n%s", err, clipStr(outBuf.String()))
+		}
+		if strings.HasPrefix(l, "f ") {
+			break
+		}
+	}
+	io.WriteString(stdin, "l LOGOUT\r\n")
+	out := outBuf.String()
 	dove := fetchLines(string(out))
 	if len(dove) != len(files) {
 		t.Fatalf("dovecot answered %d messages:\n%s", len(dove), clipStr(string(out)))

@@ -165,8 +165,9 @@ func (s *session) cmdList(cmd *imap.Command) reply {
 	}
 	subscribedOnly := lsub || opt(args.SelectOpts, "SUBSCRIBED")
 	returnSub := subscribedOnly || opt(args.ReturnOpts, "SUBSCRIBED")
+	specialOnly := opt(args.SelectOpts, "SPECIAL-USE") // RFC 6154 §5.1
 	for _, e := range entries {
-		if subscribedOnly && !e.sub {
+		if subscribedOnly && !e.sub || specialOnly && (e.mb == nil || e.mb.SpecialUse == "") {
 			continue
 		}
 		if !matchesAny(args, e.name) {

@@ -48,6 +48,9 @@ type Config struct {
 	AppendLimit int64
 	// AuthFailDelay slows down password guessing (0: 1s; <0: none).
 	AuthFailDelay time.Duration
+	// MaxCommandsPerSecond throttles one connection (0: 2000): a client
+	// above it is slowed down, not refused.
+	MaxCommandsPerSecond int
 }
 
 // Server is an IMAP server. Create it with New; it can serve several
@@ -91,6 +94,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.AppendLimit == 0 {
 		cfg.AppendLimit = 50 << 20
+	}
+	if cfg.MaxCommandsPerSecond == 0 {
+		cfg.MaxCommandsPerSecond = 2000
 	}
 	if cfg.AuthFailDelay == 0 {
 		cfg.AuthFailDelay = time.Second
