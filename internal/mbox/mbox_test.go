@@ -275,3 +275,14 @@ func FuzzRoundTrip(f *testing.F) {
 		roundTrip(t, bytes.Split(data, []byte{0}))
 	})
 }
+
+func TestLongFromLine(t *testing.T) {
+	long := "a@b " + strings.Repeat("x", 100000)
+	in := "From " + long + "\r\nA\r\n\r\nFrom b y\r\nB\r\n\r\n"
+	for _, slow := range []bool{false, true} {
+		got := readAll(t, []byte(in), MboxRD, slow)
+		if len(got) != 2 || got[0].from != long[:MaxFromLine] || got[0].body != "A\r\n" || got[1].body != "B\r\n" {
+			t.Errorf("slow %v: got %d messages: %.60q", slow, len(got), got)
+		}
+	}
+}

@@ -172,10 +172,14 @@ func (r *Reader) peekFrom() (bool, error) {
 func (r *Reader) readFromLine() error {
 	r.br.Discard(5)
 	line := make([]byte, 0, 80)
+	var last2 [2]byte // the final bytes of the whole line, kept or not
 	for {
 		chunk, err := r.br.ReadSlice('\n')
 		if room := MaxFromLine - len(line); room > 0 {
 			line = append(line, chunk[:min(room, len(chunk))]...)
+		}
+		for _, c := range chunk[max(0, len(chunk)-2):] {
+			last2[0], last2[1] = last2[1], c
 		}
 		if err == bufio.ErrBufferFull {
 			continue
@@ -186,13 +190,15 @@ func (r *Reader) readFromLine() error {
 		break
 	}
 	r.nextEOL = 0
-	if n := len(line); n > 0 && line[n-1] == '\n' {
-		line = line[:n-1]
+	if last2[1] == '\n' {
 		r.nextEOL = 1
-		if n > 1 && line[n-2] == '\r' {
-			line = line[:n-2]
+		if last2[0] == '\r' {
 			r.nextEOL = 2
 		}
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	if r.nextEOL == 2 {
+		line = bytes.TrimSuffix(line, []byte("\r"))
 	}
 	r.next = line
 	return nil
