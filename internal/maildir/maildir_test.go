@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestParseInfo(t *testing.T) {
@@ -179,4 +180,33 @@ func TestReadForeign(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
+}
+
+func FuzzFolderName(f *testing.F) {
+	f.Add("Folder/Sub")
+	f.Add(`a.b\c&d/Entwürfe`)
+	f.Fuzz(func(t *testing.T, name string) {
+		ParseInfo(name, []string{"k"})
+		FolderName(name)
+		if !utf8.ValidString(name) || name == "" {
+			return
+		}
+		for _, part := range strings.Split(name, "/") {
+			if part == "" {
+				return
+			}
+		}
+		for _, r := range name {
+			if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+				return
+			}
+		}
+		dir := FolderDir(name)
+		if strings.ContainsAny(dir, "/") {
+			t.Fatalf("FolderDir(%q) = %q contains a slash", name, dir)
+		}
+		if got, ok := FolderName(dir); !ok || got != name {
+			t.Fatalf("FolderName(FolderDir(%q)) = %q, %v (dir %q)", name, got, ok, dir)
+		}
+	})
 }
