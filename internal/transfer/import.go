@@ -105,7 +105,8 @@ func findMboxFiles(dir string) ([]mboxSource, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || strings.HasSuffix(d.Name(), ".msf") {
+		// .msf: Thunderbird's index; .tmp: an export cut short.
+		if !d.Type().IsRegular() || strings.HasSuffix(d.Name(), ".msf") || strings.HasSuffix(d.Name(), ".tmp") {
 			return nil
 		}
 		if !strings.HasSuffix(d.Name(), mboxExt) && !startsWithFrom(p) {
