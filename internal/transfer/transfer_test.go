@@ -362,3 +362,35 @@ func TestImportErrors(t *testing.T) {
 		t.Error("unknown format accepted")
 	}
 }
+
+// TestThunderbirdProfile imports a directory laid out as Thunderbird
+// keeps local folders: mbox files without suffix, .msf indexes, .sbd
+// directories for subfolders.
+func TestThunderbirdProfile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	files := map[string]string{
+		"Inbox":             "From - Mon Jan  6 01:02:03 2020\nSubject: in\n\nx\n\n",
+		"Inbox.msf":         "// <!-- <mdb:mork:z v=\"1.4\"/> -->",
+		"Archives":          "",
+		"Archives.sbd/2020": "From - Mon Jan  6 01:02:03 2020\nSubject: old\n\ny\n\n",
+		".hidden":           "From - x\n\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := openStore(t)
+	acct := addAccount(t, st, "a@example.org")
+	s, err := Import(ctx, st, acct, ImportOptions{Path: dir})
+	if err != nil || s.Messages != 2 {
+		t.Fatalf("import: %+v %v", s, err)
+	}
+	snap := snapshot(t, st, acct)
+	if len(snap["INBOX"]) != 1 || len(snap["Archives/2020"]) != 1 || snap["Archives/2020"][0].date != time.Date(2020, 1, 6, 1, 2, 3, 0, time.UTC).Unix() {
+		t.Errorf("got %v", snap)
+	}
+}
