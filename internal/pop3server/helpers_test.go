@@ -45,6 +45,8 @@ type envOpts struct {
 	insecure bool
 	seen     bool
 	maxErr   int
+	perIP    int
+	idle     time.Duration
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -77,7 +79,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		TLS:          &tls.Config{Certificates: []tls.Certificate{cert}},
 		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: logLevel})),
 		InsecureAuth: o.insecure, MarkSeenOnRetr: o.seen, MaxErrors: o.maxErr,
-		AuthFailDelay: 10 * time.Millisecond,
+		AuthFailDelay: 10 * time.Millisecond, MaxConnsPerIP: o.perIP, IdleTimeout: o.idle,
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

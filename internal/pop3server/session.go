@@ -218,25 +218,34 @@ func (s *session) readLine() (line []byte, tooLong bool, err error) {
 	if s.interrupted.Load() {
 		return nil, false, errors.New("server shutting down")
 	}
+	frag, err := s.br.ReadSlice('\n')
+	if err == nil {
+		// The common case: the whole line is in the buffer. It stays
+		// valid until the next read, and handlers copy what they keep.
+		if len(frag) > max {
+			return nil, true, nil
+		}
+		return bytes.TrimRight(frag, "\r\n"), false, nil
+	}
 	var buf []byte
 	for {
-		frag, err := s.br.ReadSlice('\n')
 		if len(buf)+len(frag) <= max {
 			buf = append(buf, frag...)
 		} else {
 			tooLong = true
 		}
-		if err == bufio.ErrBufferFull {
-			continue
+		if err != bufio.ErrBufferFull {
+			break
 		}
-		if err != nil {
-			return nil, false, err
-		}
-		if tooLong {
-			return nil, true, nil
-		}
-		return bytes.TrimRight(buf, "\r\n"), false, nil
+		frag, err = s.br.ReadSlice('\n')
 	}
+	if err != nil && err != bufio.ErrBufferFull {
+		return nil, false, err
+	}
+	if tooLong {
+		return nil, true, nil
+	}
+	return bytes.TrimRight(buf, "\r\n"), false, nil
 }
 
 // write sends a reply: the status line, then the multi-line body if any.

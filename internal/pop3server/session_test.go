@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -238,6 +239,30 @@ func TestLimits(t *testing.T) {
 	c = e.dial()
 	if r := c.cmd("USER a\x00b"); !strings.HasPrefix(r, "-ERR") {
 		t.Errorf("NUL: %s", r)
+	}
+}
+
+func TestConnectionCapsAndIdle(t *testing.T) {
+	e := newEnv(t, envOpts{insecure: true, perIP: 2, idle: 300 * time.Millisecond})
+	c1, c2 := e.dial(), e.dial()
+	c3, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	c3.SetDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 200)
+	n, _ := c3.Read(b)
+	if !strings.HasPrefix(string(b[:n]), "-ERR [SYS/TEMP] too many connections") {
+		t.Errorf("third connection: %q", b[:n])
+	}
+	// RFC 1939 §3 autologout; the idle session ends without deleting.
+	start := time.Now()
+	if r := c1.line(); !strings.HasPrefix(r, "-ERR autologout") || time.Since(start) > 3*time.Second {
+		t.Errorf("idle: %q after %v", r, time.Since(start))
+	}
+	if r := c2.line(); !strings.HasPrefix(r, "-ERR autologout") {
+		t.Errorf("idle: %q", r)
 	}
 }
 
