@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tern-mail/tern/internal/dns"
@@ -81,8 +82,8 @@ func (q *Queue) attempt(ctx context.Context, e *store.QueueEntry) {
 		groups[d] = append(groups[d], i)
 	}
 	sort.Strings(domains)
-	var sig []byte
-	signed := false
+	// Signed once, and only when some transaction is about to start.
+	sign := sync.OnceValue(func() []byte { return q.sign(e, log) })
 	results := map[int]outcome{}
 	for _, d := range domains {
 		idx := groups[d]
@@ -92,10 +93,7 @@ func (q *Queue) attempt(ctx context.Context, e *store.QueueEntry) {
 		} else if local {
 			outs = q.deliverLocal(ctx, e, idx)
 		} else {
-			if !signed {
-				sig, signed = q.sign(e, log), true
-			}
-			outs = q.deliverRemote(ctx, e, d, idx, sig)
+			outs = q.deliverRemote(ctx, e, d, idx, sign)
 		}
 		for k, i := range idx {
 			results[i] = outs[k]
@@ -204,7 +202,7 @@ func (q *Queue) route(ctx context.Context, domain string, requireTLS bool) ([]dn
 
 // deliverRemote sends to one domain's recipients in one transaction,
 // reusing an idle connection when there is one.
-func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain string, idx []int, sig []byte) []outcome {
+func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain string, idx []int, sig func() []byte) []outcome {
 	key := domain
 	if q.cfg.Smarthost != nil {
 		key = "smarthost"
@@ -387,7 +385,7 @@ func (q *Queue) connect(ctx context.Context, host string, ip net.IP, verify bool
 // transact runs one SMTP transaction for the recipients idx. A nil
 // outcome slice with an error means nothing was decided (connection
 // lost before any reply): the caller may try another connection.
-func (q *Queue) transact(ctx context.Context, c *client, e *store.QueueEntry, idx []int, sig []byte) ([]outcome, error) {
+func (q *Queue) transact(ctx context.Context, c *client, e *store.QueueEntry, idx []int, sig func() []byte) ([]outcome, error) {
 	env, fail := q.envelope(c, e, idx)
 	if fail != nil {
 		return fill(len(idx), *fail), nil
@@ -397,7 +395,7 @@ func (q *Queue) transact(ctx context.Context, c *client, e *store.QueueEntry, id
 		return fill(len(idx), temp("4.3.0", "message file: %v", err)), nil
 	}
 	defer f.Close()
-	res, err := c.send(ctx, env, io.MultiReader(bytes.NewReader(sig), f))
+	res, err := c.send(ctx, env, io.MultiReader(bytes.NewReader(sig()), f))
 	if err != nil {
 		if res.Mail.Code == 0 {
 			return nil, err

@@ -62,64 +62,71 @@ func (q *Queue) Run(ctx context.Context) error {
 	return err
 }
 
-// schedule pages through due entries in (next_attempt, id) order and
-// hands each to a worker once, keeping a cursor so that a busy queue is
-// not rescanned from the start for every new message.
+// schedule hands each due entry to a worker once. New entries are
+// followed with an id cursor (ids only grow, and a batch commits in id
+// order), so a busy queue is never rescanned; entries waiting for a retry
+// are found by a sweep of the due index when the earliest of them comes
+// due, and by a full sweep every 30 s (changes by another process).
 func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done <-chan int64) error {
 	inflight := map[int64]bool{}
-	var curNext time.Time
-	var curID int64
-	lastFull := time.Time{}
-	for {
-		now := q.cfg.Now()
-		if now.Sub(lastFull) >= fullScan {
-			curNext, curID, lastFull = time.Time{}, 0, now
+	var lastID int64
+	sweep, lastSweep := true, time.Time{}
+	dispatch := func(e store.QueueEntry) bool {
+		if inflight[e.ID] || e.NextAttempt.After(q.cfg.Now()) {
+			return true
 		}
-		due, err := q.st.QueueDue(ctx, now, curNext, curID, scanBatch)
+		inflight[e.ID] = true
+		for {
+			select {
+			case jobs <- e:
+				return true
+			case id := <-done:
+				delete(inflight, id)
+			case <-ctx.Done():
+				return false
+			}
+		}
+	}
+	for {
+		fresh, err := q.st.QueueAfter(ctx, lastID, scanBatch)
+		if err == nil && sweep {
+			lastSweep, sweep = q.cfg.Now(), false
+			err = q.sweep(ctx, dispatch)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			q.log.Error("queue scan", "err", err)
+			sweep = true
 			if !sleep(ctx, time.Second) {
 				return nil
 			}
 			continue
 		}
-		for _, e := range due {
-			curNext, curID = e.NextAttempt, e.ID
-			if inflight[e.ID] {
-				continue
-			}
-			inflight[e.ID] = true
-			for sent := false; !sent; {
-				select {
-				case jobs <- e:
-					sent = true
-				case id := <-done:
-					delete(inflight, id)
-				case <-ctx.Done():
-					return nil
-				}
+		for _, e := range fresh {
+			lastID = e.ID
+			if !dispatch(e) {
+				return nil
 			}
 		}
-		if len(due) == scanBatch {
+		if len(fresh) == scanBatch {
 			continue
 		}
 		// Caught up: wait for new mail, a finished delivery, the next
-		// entry to come due, or the periodic full scan.
-		now = q.cfg.Now()
-		wait := fullScan - now.Sub(lastFull)
+		// entry to come due, or the periodic full sweep.
+		now := q.cfg.Now()
+		wait := fullScan - now.Sub(lastSweep)
 		if next, ok, err := q.st.QueueNext(ctx, now); err == nil && ok {
 			wait = min(wait, next.Sub(now))
 		}
-		wait = max(wait, 5*time.Millisecond)
-		timer := time.NewTimer(wait)
+		timer := time.NewTimer(max(wait, 5*time.Millisecond))
 		select {
 		case <-q.wake:
 		case id := <-done:
 			delete(inflight, id)
 		case <-timer.C:
+			sweep = true
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
@@ -133,6 +140,28 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 			default:
 				break drain
 			}
+		}
+	}
+}
+
+// sweep dispatches every entry due now, a page at a time.
+func (q *Queue) sweep(ctx context.Context, dispatch func(store.QueueEntry) bool) error {
+	var curNext time.Time
+	var curID int64
+	now := q.cfg.Now()
+	for {
+		due, err := q.st.QueueDue(ctx, now, curNext, curID, scanBatch)
+		if err != nil {
+			return err
+		}
+		for _, e := range due {
+			curNext, curID = e.NextAttempt, e.ID
+			if !dispatch(e) {
+				return ctx.Err()
+			}
+		}
+		if len(due) < scanBatch {
+			return nil
 		}
 	}
 }

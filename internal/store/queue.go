@@ -144,6 +144,12 @@ func (s *Store) QueueDue(ctx context.Context, now, afterNext time.Time, afterID 
 		ORDER BY next_attempt, id LIMIT ?`, now.UnixNano(), after, after, afterID, limit)
 }
 
+// QueueAfter returns up to limit entries with an id above afterID, by
+// id: the entries added since the caller last looked (ids only grow).
+func (s *Store) QueueAfter(ctx context.Context, afterID int64, limit int) ([]QueueEntry, error) {
+	return s.queryQueue(ctx, `SELECT `+queueCols+` FROM queue WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+}
+
 // QueueNext returns the earliest next attempt after the given time; ok
 // is false when there is none.
 func (s *Store) QueueNext(ctx context.Context, after time.Time) (t time.Time, ok bool, err error) {

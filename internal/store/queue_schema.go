@@ -4,9 +4,11 @@ package store
 // the recipients with their individual status are a JSON array in the row
 // (they are always read and written together), and next_attempt indexes
 // the scheduler's scan so that memory stays flat however long the queue.
+// AUTOINCREMENT: ids are never reused, so the scheduler can follow new
+// entries with an id cursor.
 const queueSchema = `
 CREATE TABLE queue(
-	id INTEGER PRIMARY KEY,
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
 	account_id INTEGER NOT NULL DEFAULT 0,
 	sender TEXT NOT NULL,
 	env_id TEXT NOT NULL DEFAULT '',
