@@ -5,6 +5,8 @@
 //	imapbench serve -data D -addr 127.0.0.1:PORT
 //	imapbench load -addr 127.0.0.1:PORT -clients 10 -duration 20s [-logout=false]
 //	imapbench idle -addr 127.0.0.1:PORT -conns 10000 -users 100 -pid PID
+//	imapbench bigprepare -data D -n 1000000
+//	imapbench bigquery -addr 127.0.0.1:PORT -pid PID
 //
 // prepare fills a tern data directory and one Maildir per user for Dovecot
 // with the first n corpus messages. load runs, on each client's own user,
@@ -13,7 +15,9 @@
 // STORE +FLAGS \Deleted on the appended message, EXPUNGE, LOGOUT; it
 // prints commands/s. With -logout=false each client logs in once and
 // repeats the rest. idle opens many IDLE sessions and reports the server's
-// RSS per connection and the push latency of a new message.
+// RSS per connection and the push latency of a new message. bigprepare
+// imports n generated messages into one INBOX (as tern import does) and
+// bigquery times SELECT, UID FETCH 1:* (FLAGS) and header searches on it.
 package main
 
 import (
@@ -44,7 +48,7 @@ const password = "bench-password"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: imapbench prepare|serve|load|idle [flags]")
+		fmt.Fprintln(os.Stderr, "usage: imapbench prepare|serve|load|idle|bigprepare|bigquery [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -57,6 +61,10 @@ func main() {
 		err = load(os.Args[2:])
 	case "idle":
 		err = idle(os.Args[2:])
+	case "bigprepare":
+		err = bigPrepare(os.Args[2:])
+	case "bigquery":
+		err = bigQuery(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}

@@ -69,19 +69,18 @@ func (s *session) cmdSelect(cmd *imap.Command) reply {
 	case <-s.watcher.C:
 	default:
 	}
-	uids, modseqs, err := s.srv.cfg.Store.MessageUIDs(s.ctx, mb.ID)
+	uids, err := s.srv.cfg.Store.MessageUIDs(s.ctx, mb.ID)
 	if err != nil {
 		return s.storeError(err, cmd.Name)
 	}
-	c, err := s.srv.cfg.Store.MailboxCounts(s.ctx, mb.ID)
-	if err != nil {
-		return s.storeError(err, cmd.Name)
+	// Every message read now has a modseq at most the mailbox's; later
+	// changes come above it, which is all the view needs to know.
+	modseqs := make([]uint64, len(uids))
+	for i := range modseqs {
+		modseqs[i] = mb.HighestModSeq
 	}
 	v := &selected{mb: mb, readOnly: cmd.Name == "EXAMINE", uids: uids, modseqs: modseqs,
 		highest: mb.HighestModSeq, pending: map[uint32]bool{}, condstore: s.condstore || args.CondStore}
-	for _, m := range modseqs {
-		v.highest = max(v.highest, m)
-	}
 	if args.CondStore {
 		s.condstore = true
 	}
@@ -90,8 +89,12 @@ func (s *session) cmdSelect(cmd *imap.Command) reply {
 	s.w.Raw("* ").Number(uint64(len(uids))).Raw(" EXISTS").CRLF()
 	if !s.rev2 {
 		s.w.Raw("* 0 RECENT").CRLF()
-		if c.FirstUnseenUID != 0 {
-			if i := v.seqOf(c.FirstUnseenUID); i >= 0 {
+		first, err := s.srv.cfg.Store.FirstUnseenUID(s.ctx, mb.ID)
+		if err != nil {
+			return s.storeError(err, cmd.Name)
+		}
+		if first != 0 {
+			if i := v.seqOf(first); i >= 0 {
 				s.w.Raw("* OK [UNSEEN ").Number(uint64(i + 1)).Raw("] First unseen").CRLF()
 			}
 		}
