@@ -140,3 +140,69 @@ SyncState *
 		t.Errorf("server flag not synced to maildir: %v", flagged)
 	}
 }
+
+// TestInteropOfflineimap syncs with offlineimap3 both ways.
+func TestInteropOfflineimap(t *testing.T) {
+	bin := testutil.NeedProgram(t, "offlineimap")
+	ts := newTestServer(t)
+	for i := 0; i < 3; i++ {
+		ts.deliver("INBOX", testMsg(fmt.Sprintf("offline %d", i), "body"))
+	}
+	ts.deliver("Sent", testMsg("sent one", "x"))
+	dir := t.TempDir()
+	host, port, _ := strings.Cut(ts.addr, ":")
+	cfg := filepath.Join(dir, "offlineimaprc")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`[general]
+accounts = tern
+metadata = %s/meta
+
+[Account tern]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = %s/mail
+
+[Repository remote]
+type = IMAP
+remotehost = %s
+remoteport = %s
+remoteuser = alice@example.org
+remotepass = %s
+ssl = no
+starttls = no
+`, dir, dir, host, port, testPass)), 0o600)
+	run := func() {
+		out, err := exec.Command(bin, "-c", cfg, "-o", "-u", "basic").CombinedOutput()
+		if err != nil || strings.Contains(string(out), "ERROR") {
+			t.Fatalf("offlineimap: %v\n%s", err, out)
+		}
+	}
+	run()
+	inbox, _ := filepath.Glob(filepath.Join(dir, "mail", "INBOX", "*", "*"))
+	sent, _ := filepath.Glob(filepath.Join(dir, "mail", "Sent", "*", "*"))
+	if len(inbox) != 3 || len(sent) != 1 {
+		t.Fatalf("synced INBOX %d, Sent %d", len(inbox), len(sent))
+	}
+	// A local message and a local seen flag go up.
+	os.WriteFile(filepath.Join(dir, "mail", "INBOX", "new", fmt.Sprintf("%d_0.1.host", time.Now().Unix())),
+		[]byte("Subject: from offlineimap\r\n\r\nlocal\r\n"), 0o600)
+	if !strings.Contains(filepath.Base(inbox[0]), ":2,") {
+		os.Rename(inbox[0], filepath.Join(dir, "mail", "INBOX", "cur", filepath.Base(inbox[0])+":2,S"))
+	} else {
+		os.Rename(inbox[0], inbox[0]+"S")
+	}
+	run()
+	mb, _ := ts.st.MailboxByName(context.Background(), ts.acct.ID, "INBOX")
+	infos, _ := ts.st.Messages(context.Background(), mb.ID, 1, 0)
+	seen := 0
+	for _, m := range infos {
+		if hasFlag(m.Flags, `\Seen`) {
+			seen++
+		}
+	}
+	if len(infos) != 4 || seen != 1 {
+		t.Errorf("server after sync: %d messages, %d seen (want 4 and 1)", len(infos), seen)
+	}
+}
