@@ -23,7 +23,10 @@ func needsOf(k *imap.SearchKey, n *searchNeeds) {
 	case "BCC", "CC", "FROM", "SUBJECT", "TO", "SENTBEFORE", "SENTON", "SENTSINCE":
 		n.parsed = true
 	case "HEADER":
-		n.header, n.parsed = true, true
+		n.parsed = true
+		if _, ok := envelopeField(&message.Envelope{}, k.Field); !ok {
+			n.header = true
+		}
 	case "BODY", "TEXT":
 		n.body, n.parsed = true, true
 	case "MODSEQ":
@@ -239,6 +242,15 @@ func (sr *searcher) match(k *imap.SearchKey, c *candidate) bool {
 	case "BCC":
 		return sr.addrMatch(env.Bcc, k.Value)
 	case "HEADER":
+		if vals, ok := envelopeField(env, k.Field); ok {
+			// Fields the envelope holds need no read of the message.
+			for _, v := range vals {
+				if containsFold(sr.decode(v), k.Value) {
+					return true
+				}
+			}
+			return false
+		}
 		return sr.headerMatch(c.header, k.Field, k.Value)
 	case "BODY":
 		if c.body == nil {
@@ -249,6 +261,51 @@ func (sr *searcher) match(k *imap.SearchKey, c *candidate) bool {
 		return bytesContainsFold(c.body, k.Value)
 	}
 	return false
+}
+
+// envelopeField returns a header field's values from the stored envelope
+// when the envelope holds that field (raw strings; addresses formatted as
+// "Name <mailbox@host>"), and false for other fields.
+func envelopeField(e *message.Envelope, field string) ([]string, bool) {
+	one := func(v string) []string {
+		if v == "" {
+			return nil
+		}
+		return []string{v}
+	}
+	addrs := func(list []message.Address) []string {
+		var out []string
+		for _, a := range list {
+			if a.GroupStart || a.GroupEnd {
+				continue
+			}
+			s := a.Mailbox + "@" + a.Host
+			if a.Name != "" {
+				s = a.Name + " <" + s + ">"
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	switch strings.ToLower(field) {
+	case "subject":
+		return one(e.Subject), true
+	case "message-id":
+		return one(e.MessageID), true
+	case "in-reply-to":
+		return one(e.InReplyTo), true
+	case "date":
+		return one(e.Date), true
+	case "from":
+		return addrs(e.From), true
+	case "to":
+		return addrs(e.To), true
+	case "cc":
+		return addrs(e.Cc), true
+	case "bcc":
+		return addrs(e.Bcc), true
+	}
+	return nil, false
 }
 
 func hasFlagFold(flags []string, f string) bool {
