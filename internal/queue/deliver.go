@@ -82,18 +82,19 @@ func (q *Queue) attempt(ctx context.Context, e *store.QueueEntry) {
 		groups[d] = append(groups[d], i)
 	}
 	sort.Strings(domains)
+	b := &body{q: q, id: e.Blob.ID, size: e.Blob.Size}
 	// Signed once, and only when some transaction is about to start.
-	sign := sync.OnceValue(func() []byte { return q.sign(e, log) })
+	sign := sync.OnceValue(func() []byte { return q.sign(e, b, log) })
 	results := map[int]outcome{}
 	for _, d := range domains {
 		idx := groups[d]
 		var outs []outcome
-		if local, err := q.st.IsLocalDomain(ctx, d); err != nil {
+		if local, err := q.isLocal(ctx, d); err != nil {
 			outs = fill(len(idx), temp("4.3.0", "local lookup: %v", err))
 		} else if local {
 			outs = q.deliverLocal(ctx, e, idx)
 		} else {
-			outs = q.deliverRemote(ctx, e, d, idx, sign)
+			outs = q.deliverRemote(ctx, e, d, idx, b, sign)
 		}
 		for k, i := range idx {
 			results[i] = outs[k]
@@ -102,34 +103,99 @@ func (q *Queue) attempt(ctx context.Context, e *store.QueueEntry) {
 	q.finish(ctx, e, results, log)
 }
 
+// smallMessage: messages up to this size are read once per attempt and
+// kept in memory for signing and sending.
+const smallMessage = 1 << 20
+
+// body hands out the message bytes for one attempt.
+type body struct {
+	q      *Queue
+	id     string
+	size   int64
+	data   []byte
+	loaded bool
+}
+
+// open returns a reader over the whole message and its closer.
+func (b *body) open() (io.Reader, func(), error) {
+	if b.size <= smallMessage {
+		if !b.loaded {
+			f, err := b.q.st.OpenBlob(b.id)
+			if err != nil {
+				return nil, nil, err
+			}
+			b.data, err = io.ReadAll(f)
+			f.Close()
+			if err != nil {
+				return nil, nil, err
+			}
+			b.loaded = true
+		}
+		return bytes.NewReader(b.data), func() {}, nil
+	}
+	f, err := b.q.st.OpenBlob(b.id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
 // sign computes the DKIM signatures for the From header's domain (the one
 // DMARC aligns with), falling back on the envelope sender's domain.
-func (q *Queue) sign(e *store.QueueEntry, log interface{ Warn(string, ...any) }) []byte {
+func (q *Queue) sign(e *store.QueueEntry, b *body, log interface{ Warn(string, ...any) }) []byte {
 	if q.cfg.DKIM == nil {
 		return nil
 	}
-	f, err := q.st.OpenBlob(e.Blob.ID)
+	r, done, err := b.open()
 	if err != nil {
 		log.Warn("dkim: open message", "err", err)
 		return nil
 	}
-	defer f.Close()
-	hdr, _ := readHeader(f, 256<<10)
-	domains := []string{fromHeaderDomain(hdr), domainOf(e.From)}
-	for _, d := range domains {
+	hdr, _ := readHeader(r, 256<<10)
+	done()
+	for _, d := range []string{fromHeaderDomain(hdr), domainOf(e.From)} {
 		if d == "" {
 			continue
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
+		r, done, err := b.open()
+		if err != nil {
 			return nil
 		}
-		sig, err := q.cfg.DKIM.Sign(d, f)
+		sig, err := q.cfg.DKIM.Sign(d, r)
+		done()
 		if err == nil {
 			return sig
 		}
 		log.Warn("dkim: not signed", "domain", d, "err", err)
 	}
 	return nil
+}
+
+// isLocal caches IsLocalDomain for a few seconds.
+func (q *Queue) isLocal(ctx context.Context, domain string) (bool, error) {
+	now := q.cfg.Now()
+	q.mu.Lock()
+	c, ok := q.local[domain]
+	q.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.local, nil
+	}
+	local, err := q.st.IsLocalDomain(ctx, domain)
+	if err != nil {
+		return false, err
+	}
+	q.mu.Lock()
+	if len(q.local) > 10000 {
+		clear(q.local)
+	}
+	q.local[domain] = localCache{local: local, until: now.Add(5 * time.Second)}
+	q.mu.Unlock()
+	return local, nil
+}
+
+type localCache struct {
+	local bool
+	until time.Time
 }
 
 // fromHeaderDomain extracts the domain of the first From address.
@@ -202,7 +268,7 @@ func (q *Queue) route(ctx context.Context, domain string, requireTLS bool) ([]dn
 
 // deliverRemote sends to one domain's recipients in one transaction,
 // reusing an idle connection when there is one.
-func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain string, idx []int, sig func() []byte) []outcome {
+func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain string, idx []int, b *body, sig func() []byte) []outcome {
 	key := domain
 	if q.cfg.Smarthost != nil {
 		key = "smarthost"
@@ -225,7 +291,7 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 			d.putIdle(c, c.used, q.cfg.PerDestination)
 			break
 		}
-		outs, err := q.transact(ctx, c, e, idx, sig)
+		outs, err := q.transact(ctx, c, e, idx, b, sig)
 		if err == nil {
 			d.putIdle(c, q.cfg.Now(), q.cfg.PerDestination)
 			return outs
@@ -260,7 +326,7 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 				continue
 			}
 			connected = true
-			outs, err := q.transact(ctx, c, e, idx, sig)
+			outs, err := q.transact(ctx, c, e, idx, b, sig)
 			if err != nil {
 				c.close()
 				if outs != nil {
@@ -385,17 +451,18 @@ func (q *Queue) connect(ctx context.Context, host string, ip net.IP, verify bool
 // transact runs one SMTP transaction for the recipients idx. A nil
 // outcome slice with an error means nothing was decided (connection
 // lost before any reply): the caller may try another connection.
-func (q *Queue) transact(ctx context.Context, c *client, e *store.QueueEntry, idx []int, sig func() []byte) ([]outcome, error) {
+func (q *Queue) transact(ctx context.Context, c *client, e *store.QueueEntry, idx []int, b *body, sig func() []byte) ([]outcome, error) {
 	env, fail := q.envelope(c, e, idx)
 	if fail != nil {
 		return fill(len(idx), *fail), nil
 	}
-	f, err := q.st.OpenBlob(e.Blob.ID)
+	signature := sig()
+	r, done, err := b.open()
 	if err != nil {
 		return fill(len(idx), temp("4.3.0", "message file: %v", err)), nil
 	}
-	defer f.Close()
-	res, err := c.send(ctx, env, io.MultiReader(bytes.NewReader(sig()), f))
+	defer done()
+	res, err := c.send(ctx, env, io.MultiReader(bytes.NewReader(signature), r))
 	if err != nil {
 		if res.Mail.Code == 0 {
 			return nil, err

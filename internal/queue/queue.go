@@ -126,6 +126,7 @@ type Queue struct {
 
 	mu    sync.Mutex
 	dests map[string]*dest
+	local map[string]localCache
 }
 
 // New returns a queue; nothing happens until Run.
@@ -168,7 +169,7 @@ func New(cfg Config) *Queue {
 	if cfg.Smarthost != nil && cfg.Smarthost.TLS == "" {
 		cfg.Smarthost.TLS = TLSStartTLS
 	}
-	return &Queue{cfg: cfg, st: cfg.Store, log: cfg.Logger, wake: make(chan struct{}, 1), dests: map[string]*dest{}}
+	return &Queue{cfg: cfg, st: cfg.Store, log: cfg.Logger, wake: make(chan struct{}, 1), dests: map[string]*dest{}, local: map[string]localCache{}}
 }
 
 // ErrNoRecipients is returned by Enqueue for a message without recipients.

@@ -268,7 +268,7 @@ func TestDelayWarningThenExpiry(t *testing.T) {
 		"down.test.":    {MX: []net.MX{{Host: "mx.down.test.", Pref: 10}}},
 		"mx.down.test.": {A: []string{"127.0.0.9"}},
 	}
-	e := newEnv(t, zones, Config{Port: 9, DelayWarning: 150 * time.Millisecond, MaxLifetime: 600 * time.Millisecond})
+	e := newEnv(t, zones, Config{Port: 9, DelayWarning: 100 * time.Millisecond, MaxLifetime: 1500 * time.Millisecond})
 	e.run(t)
 	e.submit(t, testMessage, "x@down.test")
 	waitFor(t, 10*time.Second, "delay warning and failure", func() bool { return len(e.inbox(t)) == 2 && e.queueLen(t) == 0 })
