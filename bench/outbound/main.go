@@ -30,6 +30,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -37,6 +38,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -48,7 +50,23 @@ import (
 	"github.com/tern-mail/tern/internal/store"
 )
 
+// exitHooks undo external state (a running Postfix) when interrupted.
+type exitHooks struct {
+	mu sync.Mutex
+	fn []func()
+}
+
+func (h *exitHooks) add(f func()) { h.mu.Lock(); h.fn = append(h.fn, f); h.mu.Unlock() }
+func (h *exitHooks) run() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range h.fn {
+		f()
+	}
+}
+
 type opts struct {
+	atExit                  *exitHooks
 	n, hold, sessions, conc int
 	sinkPort, pfPort        int
 	ternPort                int
@@ -56,7 +74,7 @@ type opts struct {
 }
 
 func main() {
-	var o opts
+	o := opts{atExit: &exitHooks{}}
 	flag.IntVar(&o.n, "n", 20000, "messages per run")
 	flag.IntVar(&o.hold, "hold", 100000, "messages held for a down destination in the memory test (0 skips it)")
 	flag.IntVar(&o.sessions, "s", 20, "concurrent submission sessions (smtp-source -s)")
@@ -74,6 +92,15 @@ func main() {
 		log.Fatal(err)
 	}
 	defer sink.stop()
+	// On ^C, stop the sink and any Postfix instance before leaving.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		sink.stop()
+		o.atExit.run()
+		os.Exit(1)
+	}()
 
 	var pfRate float64
 	if !o.skipPostfix {
@@ -277,7 +304,9 @@ postlog unix-dgram n - n - 1 postlogd
 	if out, err := exec.Command(sbin("postfix"), "-c", conf, "start").CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("postfix start: %v %s", err, out)
 	}
-	defer exec.Command(sbin("postfix"), "-c", conf, "stop").Run()
+	stop := func() { exec.Command(sbin("postfix"), "-c", conf, "stop").Run() }
+	o.atExit.add(stop)
+	defer stop()
 	if err := waitPort(fmt.Sprintf("127.0.0.6:%d", o.pfPort)); err != nil {
 		return 0, err
 	}
