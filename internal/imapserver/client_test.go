@@ -224,3 +224,30 @@ func TestIdlePush(t *testing.T) {
 		t.Errorf("after IDLE: %d messages", n)
 	}
 }
+
+func TestThreadReferences(t *testing.T) {
+	ts := newTestServer(t)
+	msg := func(id, date, subject, refs string) string {
+		h := "From: x@example.net\r\nSubject: " + subject + "\r\nDate: " + date + "\r\nMessage-ID: <" + id + "@x>\r\n"
+		if refs != "" {
+			h += "References: " + refs + "\r\n"
+		}
+		return h + "\r\nbody\r\n"
+	}
+	ts.deliver("INBOX", msg("a", "Mon, 1 Jan 2024 10:00:00 +0000", "plan", ""))
+	ts.deliver("INBOX", msg("d", "Mon, 1 Jan 2024 10:30:00 +0000", "other", ""))
+	ts.deliver("INBOX", msg("b", "Mon, 1 Jan 2024 11:00:00 +0000", "Re: plan", "<a@x>"))
+	ts.deliver("INBOX", msg("c", "Mon, 1 Jan 2024 12:00:00 +0000", "Re: plan", "<a@x> <b@x>"))
+	ts.deliver("INBOX", msg("e", "Mon, 1 Jan 2024 12:30:00 +0000", "Re: plan", "<a@x>"))
+	r := ts.raw()
+	r.login()
+	r.expectOK("s", "SELECT INBOX")
+	lines := r.expectOK("t", "THREAD REFERENCES UTF-8 ALL")
+	if lines[0] != "* THREAD (1 (3 4)(5))(2)" {
+		t.Errorf("THREAD REFERENCES: %q", lines)
+	}
+	lines = r.expectOK("u", "UID THREAD ORDEREDSUBJECT UTF-8 ALL")
+	if lines[0] != "* THREAD (1 (3)(4)(5))(2)" {
+		t.Errorf("THREAD ORDEREDSUBJECT: %q", lines)
+	}
+}

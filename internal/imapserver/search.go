@@ -55,11 +55,18 @@ type searcher struct {
 	words mime.WordDecoder
 }
 
-// run returns the matching messages in ascending order, with their
-// modseqs, calling keep for each (SORT and THREAD collect data there).
+// runSearch calls keep for each matching message, in ascending order
+// (SORT and THREAD collect their data there).
 func (s *session) runSearch(key *imap.SearchKey, keep func(c *candidate)) error {
+	return s.runSearchHeaders(key, false, keep)
+}
+
+// runSearchHeaders is runSearch that also loads every message's header
+// block when headers is set (THREAD=REFERENCES reads References).
+func (s *session) runSearchHeaders(key *imap.SearchKey, headers bool, keep func(c *candidate)) error {
 	sr := &searcher{s: s, key: key, now: time.Now()}
 	needsOf(key, &sr.needs)
+	sr.needs.header = sr.needs.header || headers
 	v := s.sel
 	all := func(yield func(int) bool) {
 		for i := range v.uids {

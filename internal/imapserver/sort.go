@@ -23,7 +23,7 @@ type sortItem struct {
 	dispFrom  string
 	dispTo    string
 	messageID string
-	parentIDs []string // In-Reply-To (References are not stored)
+	parentIDs []string // References then In-Reply-To, oldest first
 }
 
 var wordDecoder mime.WordDecoder
@@ -107,16 +107,20 @@ func newSortItem(c *candidate) sortItem {
 		it.to, it.dispTo = firstAddr(e.To)
 		it.cc, _ = firstAddr(e.Cc)
 		it.messageID = strings.TrimSpace(e.MessageID)
-		if f := strings.Fields(e.InReplyTo); len(f) > 0 {
-			it.parentIDs = f
+		for _, refs := range headerValues(c.header, "References") {
+			it.parentIDs = append(it.parentIDs, strings.Fields(refs)...)
+		}
+		// RFC 5256 §2.2 step 1: without References, In-Reply-To.
+		if f := strings.Fields(e.InReplyTo); len(it.parentIDs) == 0 && len(f) > 0 {
+			it.parentIDs = f[len(f)-1:]
 		}
 	}
 	return it
 }
 
-func (s *session) collect(key *imap.SearchKey) ([]sortItem, error) {
+func (s *session) collect(key *imap.SearchKey, headers bool) ([]sortItem, error) {
 	var items []sortItem
-	err := s.runSearch(withParsed(key), func(c *candidate) { items = append(items, newSortItem(c)) })
+	err := s.runSearchHeaders(withParsed(key), headers, func(c *candidate) { items = append(items, newSortItem(c)) })
 	return items, err
 }
 
@@ -131,7 +135,7 @@ func (s *session) cmdSort(cmd *imap.Command) reply {
 	if r, bad := checkCharset(args.Charset); bad {
 		return r
 	}
-	items, err := s.collect(args.Key)
+	items, err := s.collect(args.Key, false)
 	if err != nil {
 		return s.storeError(err, "SORT")
 	}
@@ -206,7 +210,7 @@ func (s *session) cmdThread(cmd *imap.Command) reply {
 	if r, bad := checkCharset(args.Charset); bad {
 		return r
 	}
-	items, err := s.collect(args.Key)
+	items, err := s.collect(args.Key, args.Algorithm == "REFERENCES")
 	if err != nil {
 		return s.storeError(err, "THREAD")
 	}
@@ -245,8 +249,11 @@ func orderedSubject(items []sortItem) []*thread {
 	return roots
 }
 
-// references is a simplified RFC 5256 REFERENCES: parent links from
-// In-Reply-To, then subject grouping of the roots, sorted by date.
+// references is a simplified RFC 5256 REFERENCES: each message hangs
+// under the nearest message it references that is present (the last of
+// References, else In-Reply-To), roots with one base subject are merged,
+// and siblings are sorted by date. Missing intermediate messages get no
+// dummy nodes.
 func references(items []sortItem) []*thread {
 	byID := map[string]*thread{}
 	nodes := make([]*thread, len(items))
