@@ -26,10 +26,9 @@ type sortItem struct {
 	parentIDs []string // References then In-Reply-To, oldest first
 }
 
-var wordDecoder mime.WordDecoder
-
 func decodeWords(s string) string {
-	if d, err := wordDecoder.DecodeHeader(s); err == nil {
+	var wd mime.WordDecoder
+	if d, err := wd.DecodeHeader(s); err == nil {
 		return d
 	}
 	return s
