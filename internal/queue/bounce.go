@@ -32,6 +32,9 @@ func wants(notify []string, kind string) bool {
 // finish applies an attempt's outcomes, expires old entries, sends the
 // notifications due and writes the entry back (removing it when done).
 func (q *Queue) finish(ctx context.Context, e *store.QueueEntry, results map[int]outcome, log *slog.Logger) {
+	// The outcome is recorded even when the delivery was interrupted by
+	// shutdown.
+	ctx = context.WithoutCancel(ctx)
 	now := q.cfg.Now()
 	e.Attempts++
 	var failed, delayed, succeeded []int

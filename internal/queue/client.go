@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,20 +41,22 @@ const (
 // pipelined transaction (RFC 2920). One client serves one connection and
 // may carry several transactions (connection reuse).
 type client struct {
-	conn     net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	host     string // the MX host name (for logs, DSN Remote-MTA, TLS)
-	ext      map[string]string
-	tls      bool
-	verified bool // certificate verified against host
-	used     time.Time
-	broken   bool
+	raw       net.Conn // the TCP connection, for cancellation
+	cancelled atomic.Bool
+	conn      net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	host      string // the MX host name (for logs, DSN Remote-MTA, TLS)
+	ext       map[string]string
+	tls       bool
+	verified  bool // certificate verified against host
+	used      time.Time
+	broken    bool
 }
 
 // newClient reads the greeting and sends EHLO.
 func newClient(conn net.Conn, host, helo string) (*client, error) {
-	c := &client{conn: conn, host: host, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 8192)}
+	c := &client{raw: conn, conn: conn, host: host, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 8192)}
 	conn.SetDeadline(time.Now().Add(greetTimeout))
 	r, err := c.readReply()
 	if err != nil {
@@ -202,8 +205,24 @@ func isEnhanced(s string) bool {
 	return s[0] == '2' || s[0] == '4' || s[0] == '5'
 }
 
+// watch interrupts the connection's I/O when ctx is cancelled (queue
+// shutdown after the grace period); the returned func stops watching.
+func (c *client) watch(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() {
+		c.cancelled.Store(true)
+		c.raw.SetDeadline(time.Unix(1, 0))
+	})
+}
+
+// deadline sets the I/O deadline unless the connection was cancelled.
+func (c *client) deadline(t time.Time) {
+	if !c.cancelled.Load() {
+		c.conn.SetDeadline(t)
+	}
+}
+
 func (c *client) cmd(timeout time.Duration, format string, args ...any) (reply, error) {
-	c.conn.SetDeadline(time.Now().Add(timeout))
+	c.deadline(time.Now().Add(timeout))
 	fmt.Fprintf(c.bw, format+"\r\n", args...)
 	if err := c.bw.Flush(); err != nil {
 		c.broken = true
@@ -235,7 +254,7 @@ func (c *client) send(ctx context.Context, env *envelope, body io.Reader) (*txRe
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	c.conn.SetDeadline(deadline)
+	c.deadline(deadline)
 	pipelined := c.has("PIPELINING")
 	fmt.Fprintf(c.bw, "MAIL FROM:<%s>%s\r\n", env.From, env.MailParams)
 	if !pipelined {
@@ -302,7 +321,7 @@ func (c *client) send(ctx context.Context, env *envelope, body io.Reader) (*txRe
 		_, err := c.readReply()
 		return res, err
 	}
-	c.conn.SetDeadline(time.Now().Add(dataTimeout))
+	c.deadline(time.Now().Add(dataTimeout))
 	if err := writeDotStuffed(c.bw, body); err != nil {
 		c.broken = true
 		return res, err

@@ -291,7 +291,9 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 			d.putIdle(c, c.used, q.cfg.PerDestination)
 			break
 		}
+		stop := c.watch(ctx)
 		outs, err := q.transact(ctx, c, e, idx, b, sig)
+		stop()
 		if err == nil {
 			d.putIdle(c, q.cfg.Now(), q.cfg.PerDestination)
 			return outs
@@ -326,7 +328,9 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 				continue
 			}
 			connected = true
+			stop := c.watch(ctx)
 			outs, err := q.transact(ctx, c, e, idx, b, sig)
+			stop()
 			if err != nil {
 				c.close()
 				if outs != nil {
@@ -409,6 +413,8 @@ func (q *Queue) connect(ctx context.Context, host string, ip net.IP, verify bool
 		if err != nil {
 			return nil, err
 		}
+		// Shutdown interrupts a server that stalls the greeting or TLS.
+		defer context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })()
 		if mode == TLSImplicit {
 			tc := tls.Client(conn, tcfg)
 			tc.SetDeadline(time.Now().Add(cmdTimeout))

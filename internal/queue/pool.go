@@ -55,7 +55,7 @@ func (d *dest) takeIdle() *client {
 // putIdle keeps a healthy connection for the next message; at most as
 // many as the destination may have open.
 func (d *dest) putIdle(c *client, now time.Time, max int) {
-	if c.broken {
+	if c.broken || c.cancelled.Load() {
 		c.close()
 		return
 	}

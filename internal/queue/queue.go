@@ -114,7 +114,10 @@ type Config struct {
 	DownTTL time.Duration
 	// IdleTimeout closes cached connections unused this long (default 5 s).
 	IdleTimeout time.Duration
-	Now         func() time.Time
+	// StopGrace is how long Run waits for deliveries in progress when
+	// stopped before interrupting them (default 30 s).
+	StopGrace time.Duration
+	Now       func() time.Time
 }
 
 // Queue is the outbound queue. Create it with New, deliver with Run.
@@ -157,6 +160,7 @@ func New(cfg Config) *Queue {
 	defDur(&cfg.DelayWarning, 4*time.Hour)
 	defDur(&cfg.DownTTL, time.Minute)
 	defDur(&cfg.IdleTimeout, 5*time.Second)
+	defDur(&cfg.StopGrace, 30*time.Second)
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
 	}

@@ -464,3 +464,42 @@ func TestBackoffGrowsWithJitter(t *testing.T) {
 		prev = d
 	}
 }
+
+// TestGracefulStop: a delivery stuck on a silent server is interrupted
+// after the grace period, and the message stays queued.
+func TestGracefulStop(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("220 mx.b.test ESMTP\r\n")) // then silence
+			defer c.Close()
+		}
+	}()
+	e := newEnv(t, mxZone(0), Config{Port: l.Addr().(*net.TCPAddr).Port, StopGrace: 200 * time.Millisecond})
+	id := e.submit(t, testMessage, "bob@b.test")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.q.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond) // the delivery is now waiting on EHLO
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("stop took %v", d)
+	}
+	if _, err := e.st.QueueGet(context.Background(), id); err != nil {
+		t.Fatalf("message lost on stop: %v", err)
+	}
+}

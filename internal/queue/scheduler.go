@@ -17,12 +17,11 @@ const (
 	// fullScan is the period of a scan from the start of the due list,
 	// which picks up changes made by another process (tern queue retry).
 	fullScan = 30 * time.Second
-	// stopGrace bounds how long Run waits for deliveries in progress.
-	stopGrace = 30 * time.Second
 )
 
 // Run delivers queued mail until ctx is cancelled, then waits for the
-// deliveries in progress (at most 30 s) and returns.
+// deliveries in progress (at most Config.StopGrace, then interrupts
+// them: they are retried later) and returns.
 func (q *Queue) Run(ctx context.Context) error {
 	// Deliveries get their own context so that stopping lets them finish.
 	dctx, dcancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -52,7 +51,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	go func() { wg.Wait(); close(finished) }()
 	select {
 	case <-finished:
-	case <-time.After(stopGrace):
+	case <-time.After(q.cfg.StopGrace):
 		dcancel()
 		<-finished
 	}
