@@ -479,6 +479,12 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 			return err
 		}
 		var modseq uint64
+		var stmt *sql.Stmt
+		defer func() {
+			if stmt != nil {
+				stmt.Close()
+			}
+		}()
 		for _, m := range infos {
 			if u.UnchangedSince > 0 && m.ModSeq > u.UnchangedSince {
 				failed = append(failed, m.UID)
@@ -490,9 +496,12 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 					if modseq, err = nextModSeq(ctx, tx, acct, mailboxID); err != nil {
 						return err
 					}
+					stmt, err = tx.PrepareContext(ctx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?")
+					if err != nil {
+						return err
+					}
 				}
-				_, err := tx.ExecContext(ctx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
-					strings.Join(nf, " "), boolInt(hasFlag(nf, `\Seen`)), boolInt(hasFlag(nf, `\Deleted`)), modseq, mailboxID, m.UID)
+				_, err := stmt.ExecContext(ctx, strings.Join(nf, " "), boolInt(hasFlag(nf, `\Seen`)), boolInt(hasFlag(nf, `\Deleted`)), modseq, mailboxID, m.UID)
 				if err != nil {
 					return err
 				}
