@@ -68,7 +68,12 @@ func (q *Queue) Run(ctx context.Context) error {
 // due, and by a full sweep every 30 s (changes by another process).
 func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done <-chan int64) error {
 	inflight := map[int64]bool{}
-	var lastID int64
+	// Entries already queued are the first sweep's; the cursor follows
+	// the ones added from now on.
+	lastID, err := q.st.QueueMaxID(ctx)
+	if err != nil {
+		return err
+	}
 	sweep, lastSweep := true, time.Time{}
 	dispatch := func(e store.QueueEntry) bool {
 		if inflight[e.ID] || e.NextAttempt.After(q.cfg.Now()) {

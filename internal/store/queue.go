@@ -150,6 +150,13 @@ func (s *Store) QueueAfter(ctx context.Context, afterID int64, limit int) ([]Que
 	return s.queryQueue(ctx, `SELECT `+queueCols+` FROM queue WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
 }
 
+// QueueMaxID returns the highest id ever given to an entry (0 if none).
+func (s *Store) QueueMaxID(ctx context.Context) (int64, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'queue'), 0)`).Scan(&id)
+	return id, err
+}
+
 // QueueNext returns the earliest next attempt after the given time; ok
 // is false when there is none.
 func (s *Store) QueueNext(ctx context.Context, after time.Time) (t time.Time, ok bool, err error) {

@@ -98,6 +98,12 @@ func TestQueueDropAndList(t *testing.T) {
 	if n, _ := s.QueueCount(ctx); n != 3 {
 		t.Fatalf("count %d", n)
 	}
+	if max, err := s.QueueMaxID(ctx); err != nil || max != l[2].ID {
+		t.Fatalf("max id %d %v", max, err)
+	}
+	if after, _ := s.QueueAfter(ctx, l[0].ID, 10); len(after) != 2 || after[0].ID != l[1].ID {
+		t.Fatalf("after: %+v", after)
+	}
 	for _, e := range l {
 		if err := s.QueueDrop(ctx, e.ID); err != nil {
 			t.Fatal(err)
