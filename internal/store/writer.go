@@ -121,13 +121,15 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		fail(err)
 		return
 	}
-	for i, r := range reqs {
-		r.done <- errs[i]
-	}
+	// Files of released blobs go before the writers hear back, so that a
+	// caller sees the effect of its own expunge.
 	for _, id := range b.removeBlobs {
 		if err := os.Remove(s.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("removing blob", "blob", id, "err", err)
 		}
+	}
+	for i, r := range reqs {
+		r.done <- errs[i]
 	}
 	for acct := range b.touched {
 		s.watch.notify(acct)
