@@ -25,8 +25,9 @@ import (
 )
 
 // parseInMemory is the size up to which a message is parsed from the copy
-// kept while writing it; larger ones are re-read from the blob file.
-const parseInMemory = 1 << 20
+// kept while writing it; larger ones are re-read from the blob file. It
+// bounds the memory one transaction holds (times MaxConns for the server).
+const parseInMemory = 128 << 10
 
 // Options configure a Deliverer.
 type Options struct {
@@ -45,13 +46,19 @@ type Deliverer struct {
 
 	// domains caches IsLocalDomain for a few seconds: every RCPT asks,
 	// and the answer changes only when an admin adds a domain.
-	mu        sync.Mutex
-	domains   map[string]bool
-	domainsAt time.Time
+	mu         sync.Mutex
+	domains    map[string]bool
+	domainsAt  time.Time
+	resolved   map[string]resolved
+	resolvedAt time.Time
 }
 
-// domainCacheTTL bounds how long a new or removed domain takes to be seen.
-const domainCacheTTL = 5 * time.Second
+// domainCacheTTL bounds how long a new or removed domain takes to be seen,
+// resolveCacheTTL the same for accounts and aliases.
+const (
+	domainCacheTTL  = 5 * time.Second
+	resolveCacheTTL = 2 * time.Second
+)
 
 // New returns a Deliverer for st.
 func New(st *store.Store, opts Options) *Deliverer {
@@ -76,7 +83,7 @@ func (d *Deliverer) Lookup(ctx context.Context, addr smtp.Address, sizeHint int6
 		}
 		target = pm
 	}
-	res, err := d.st.Resolve(ctx, target)
+	res, err := d.resolve(ctx, target)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
 		return res, smtp.ErrUnknownUser().WithDetail(err.Error())
 	}
@@ -87,6 +94,36 @@ func (d *Deliverer) Lookup(ctx context.Context, addr smtp.Address, sizeHint int6
 		return res, smtp.ErrMailboxFull().WithDetail(res.Accounts[0].Address)
 	}
 	return res, nil
+}
+
+// resolve is store.Resolve behind a short-lived cache of found addresses:
+// a busy mailbox gets many RCPTs a second. A changed or deleted account or
+// alias shows within resolveCacheTTL (the store still checks quota and
+// existence at Deliver).
+func (d *Deliverer) resolve(ctx context.Context, addr string) (store.Resolution, error) {
+	key := strings.ToLower(addr)
+	now := time.Now()
+	d.mu.Lock()
+	if now.Sub(d.resolvedAt) > resolveCacheTTL || len(d.resolved) > 10000 {
+		d.resolved, d.resolvedAt = map[string]resolved{}, now
+	}
+	r, ok := d.resolved[key]
+	d.mu.Unlock()
+	if ok {
+		return r.res, r.err
+	}
+	res, err := d.st.Resolve(ctx, addr)
+	if err == nil { // unknown users are not cached: a new account works at once
+		d.mu.Lock()
+		d.resolved[key] = resolved{res, err}
+		d.mu.Unlock()
+	}
+	return res, err
+}
+
+type resolved struct {
+	res store.Resolution
+	err error
 }
 
 func overQuota(a store.Account, size int64) bool {

@@ -13,7 +13,7 @@ import (
 
 // maxHeaderBytes caps the header section a submission may have; the
 // header is held in memory while it is checked and fixed.
-const maxHeaderBytes = 1 << 20
+const maxHeaderBytes = 256 << 10
 
 // readHeader reads the header section up to and including the empty line
 // that ends it (or up to EOF for a message without body).

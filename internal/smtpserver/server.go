@@ -133,6 +133,7 @@ type Server struct {
 
 	nextID   atomic.Uint64
 	draining atomic.Bool
+	refusing atomic.Int64 // refusals being written
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
@@ -269,7 +270,17 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		tc, refusal := l.srv.admit(c)
 		if tc == nil {
-			go refuse(c, refusal, l.tls)
+			// A flood gets its connections closed without a word once
+			// enough refusals are already being written.
+			if l.srv.refusing.Add(1) > maxRefusing {
+				l.srv.refusing.Add(-1)
+				c.Close()
+				continue
+			}
+			go func() {
+				defer l.srv.refusing.Add(-1)
+				refuse(c, refusal, l.tls)
+			}()
 			continue
 		}
 		if l.tls != nil {
@@ -278,6 +289,9 @@ func (l *listener) Accept() (net.Conn, error) {
 		return tc, nil
 	}
 }
+
+// maxRefusing caps the goroutines answering refused connections.
+const maxRefusing = 100
 
 // refuse answers a connection over the limits without holding the accept
 // loop (RFC 5321 §3.1: a 421 greeting is allowed instead of 220).
@@ -293,8 +307,8 @@ func refuse(c net.Conn, reply string, cfg *tls.Config) {
 // slogAdapter lets go-smtp report its internal errors through slog.
 type slogAdapter struct{ log *slog.Logger }
 
-func (a slogAdapter) Printf(format string, v ...any) { a.log.Warn(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Println(v ...any)               { a.log.Warn(fmt.Sprint(v...)) }
+func (a slogAdapter) Printf(format string, v ...any) { a.log.Info(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Println(v ...any)               { a.log.Info(fmt.Sprint(v...)) }
 
 // dailyCounter counts accepted messages per account over a sliding 24h
 // window (kept in memory: a restart forgets it).
