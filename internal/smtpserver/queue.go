@@ -3,32 +3,21 @@ package smtpserver
 import (
 	"context"
 
-	"github.com/tern-mail/tern/internal/store"
+	"github.com/tern-mail/tern/internal/queue"
 )
 
 // Enqueuer takes a message for remote recipients into the durable outbound
 // queue; the message is durable when Enqueue returns without error. cmd/tern
-// wires internal/queue to it.
+// wires internal/queue to it (*queue.Queue satisfies it directly).
 type Enqueuer interface {
 	Enqueue(ctx context.Context, m *QueueMessage) (int64, error)
 }
 
-// QueueRecipient and QueueMessage mirror internal/queue's Recipient and
-// Message. They live here until internal/queue exists; then they become
-// aliases of the queue's types (type QueueMessage = queue.Message).
-type QueueRecipient struct {
-	Address string
-	Notify  []string // RFC 3461 NOTIFY values
-	ORcpt   string   // RFC 3461 ORCPT, "type;address"
-}
+// QueueMessage and QueueRecipient are the queue's types, named here so
+// that callers written against the earlier stand-ins keep compiling.
+type (
+	QueueMessage   = queue.Message
+	QueueRecipient = queue.Recipient
+)
 
-// QueueMessage is one message for the outbound queue.
-type QueueMessage struct {
-	AccountID  int64 // 0 for forwarded inbound mail
-	From       string
-	Recipients []QueueRecipient
-	EnvID      string // RFC 3461 ENVID
-	Ret        string // RFC 3461 RET: FULL or HDRS
-	RequireTLS bool   // RFC 8689
-	Blob       store.Blob
-}
+var _ Enqueuer = (*queue.Queue)(nil)
