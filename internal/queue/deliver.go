@@ -116,6 +116,23 @@ type body struct {
 	loaded bool
 }
 
+// tlsOptional reports a "TLS-Required: No" header field (RFC 8689 §5).
+func (b *body) tlsOptional() bool {
+	r, done, err := b.open()
+	if err != nil {
+		return false
+	}
+	defer done()
+	hdr, _ := readHeader(r, 256<<10)
+	for _, line := range strings.Split(unfold(string(hdr)), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(name), "TLS-Required") && strings.EqualFold(strings.TrimSpace(value), "No") {
+			return true
+		}
+	}
+	return false
+}
+
 // open returns a reader over the whole message and its closer.
 func (b *body) open() (io.Reader, func(), error) {
 	if b.size <= smallMessage {
@@ -225,7 +242,7 @@ func unfold(s string) string {
 // route returns the hosts to try for a domain and whether a verified TLS
 // connection is required (MTA-STS enforce or REQUIRETLS). A returned
 // outcome is a failure for every recipient of the domain.
-func (q *Queue) route(ctx context.Context, domain string, requireTLS bool) ([]dns.MX, bool, *outcome) {
+func (q *Queue) route(ctx context.Context, domain string, requireTLS, tlsOptional bool) ([]dns.MX, bool, *outcome) {
 	if sh := q.cfg.Smarthost; sh != nil {
 		return []dns.MX{{Host: sh.Host}}, requireTLS || sh.TLS == TLSStartTLS || sh.TLS == TLSImplicit, nil
 	}
@@ -242,7 +259,8 @@ func (q *Queue) route(ctx context.Context, domain string, requireTLS bool) ([]dn
 		return nil, false, &o
 	}
 	verify := requireTLS
-	if q.cfg.MTASTS != nil {
+	// RFC 8689 §5: "TLS-Required: No" asks to ignore TLS policies.
+	if q.cfg.MTASTS != nil && !tlsOptional {
 		p, err := q.cfg.MTASTS.Policy(ctx, domain)
 		if err != nil {
 			q.log.Warn("mta-sts policy fetch failed; treating as none (RFC 8461 §5)", "domain", domain, "err", err)
@@ -304,7 +322,7 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 		}
 	}
 
-	hosts, verify, fail := q.route(ctx, domain, e.RequireTLS)
+	hosts, verify, fail := q.route(ctx, domain, e.RequireTLS, !e.RequireTLS && b.tlsOptional())
 	if fail != nil {
 		return fill(len(idx), *fail)
 	}

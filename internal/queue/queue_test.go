@@ -503,3 +503,20 @@ func TestGracefulStop(t *testing.T) {
 		t.Fatalf("message lost on stop: %v", err)
 	}
 }
+
+// TestTLSRequiredNo: "TLS-Required: No" (RFC 8689 §5) lets a message
+// through despite an MTA-STS enforce policy the receiver cannot meet.
+func TestTLSRequiredNo(t *testing.T) {
+	r := startReceiver(t, "127.0.0.3:0", nil)
+	policy := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "version: STSv1\nmode: enforce\nmx: mx.b.test\nmax_age: 86400\n")
+	}))
+	defer policy.Close()
+	zones := mxZone(0)
+	zones["_mta-sts.b.test."] = mockdns.Zone{TXT: []string{"v=STSv1; id=1"}}
+	e := newEnv(t, zones, Config{Port: r.port()})
+	e.q.cfg.MTASTS = &mtasts.Fetcher{Resolver: e.res, Client: policy.Client(), URL: func(string) string { return policy.URL }}
+	e.run(t)
+	e.submit(t, "TLS-Required: No\r\n"+testMessage, "bob@b.test")
+	waitFor(t, 10*time.Second, "delivery", func() bool { return len(r.messages()) == 1 })
+}
