@@ -75,8 +75,18 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 		return err
 	}
 	sweep, lastSweep := true, time.Time{}
-	dispatch := func(e store.QueueEntry) bool {
-		if inflight[e.ID] || e.NextAttempt.After(q.cfg.Now()) {
+	// A page read before a delivery finished holds that entry's old
+	// state: finishedAt (an event count) lets dispatch skip such rows, so
+	// an entry is never handed out twice.
+	var events uint64
+	finishedAt := map[int64]uint64{}
+	markDone := func(id int64) {
+		delete(inflight, id)
+		events++
+		finishedAt[id] = events
+	}
+	dispatch := func(e store.QueueEntry, readAt uint64) bool {
+		if inflight[e.ID] || finishedAt[e.ID] > readAt || e.NextAttempt.After(q.cfg.Now()) {
 			return true
 		}
 		inflight[e.ID] = true
@@ -85,17 +95,22 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 			case jobs <- e:
 				return true
 			case id := <-done:
-				delete(inflight, id)
+				markDone(id)
 			case <-ctx.Done():
 				return false
 			}
 		}
 	}
 	for {
-		fresh, err := q.st.QueueAfter(ctx, lastID, scanBatch)
-		if err == nil && sweep {
+		var err error
+		if sweep {
 			lastSweep, sweep = q.cfg.Now(), false
-			err = q.sweep(ctx, dispatch)
+			err = q.sweep(ctx, func() uint64 { return events }, dispatch)
+		}
+		var fresh []store.QueueEntry
+		readAt := events
+		if err == nil {
+			fresh, err = q.st.QueueAfter(ctx, lastID, scanBatch)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -110,13 +125,15 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 		}
 		for _, e := range fresh {
 			lastID = e.ID
-			if !dispatch(e) {
+			if !dispatch(e, readAt) {
 				return nil
 			}
 		}
 		if len(fresh) == scanBatch {
 			continue
 		}
+		// No page is pending: what finished so far is in every later read.
+		clear(finishedAt)
 		// Caught up: wait for new mail, a finished delivery, the next
 		// entry to come due, or the periodic full sweep.
 		now := q.cfg.Now()
@@ -128,7 +145,7 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 		select {
 		case <-q.wake:
 		case id := <-done:
-			delete(inflight, id)
+			markDone(id)
 		case <-timer.C:
 			sweep = true
 		case <-ctx.Done():
@@ -140,7 +157,7 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 		for {
 			select {
 			case id := <-done:
-				delete(inflight, id)
+				markDone(id)
 			default:
 				break drain
 			}
@@ -149,18 +166,19 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 }
 
 // sweep dispatches every entry due now, a page at a time.
-func (q *Queue) sweep(ctx context.Context, dispatch func(store.QueueEntry) bool) error {
+func (q *Queue) sweep(ctx context.Context, events func() uint64, dispatch func(store.QueueEntry, uint64) bool) error {
 	var curNext time.Time
 	var curID int64
 	now := q.cfg.Now()
 	for {
+		readAt := events()
 		due, err := q.st.QueueDue(ctx, now, curNext, curID, scanBatch)
 		if err != nil {
 			return err
 		}
 		for _, e := range due {
 			curNext, curID = e.NextAttempt, e.ID
-			if !dispatch(e) {
+			if !dispatch(e, readAt) {
 				return ctx.Err()
 			}
 		}
