@@ -98,7 +98,7 @@ func TestReceived(t *testing.T) {
 	when := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	got := Received(ReceivedInfo{Helo: "client (evil)\r\nX-Bad: 1", IP: "192.0.2.7", By: "mx.example.org",
 		With: Protocol(true, true, false, false), ID: "abc", For: "a@example.org", TLS: "TLS1.3 TLS_AES_128_GCM_SHA256", Time: when})
-	want := "Received: from client__evil___X-Bad:_1 (client__evil___X-Bad:_1 [192.0.2.7])\r\n" +
+	want := "Received: from client__evil___X-Bad:_1 ([192.0.2.7])\r\n" +
 		"\tby mx.example.org with ESMTPS id abc\r\n\t(TLS1.3 TLS_AES_128_GCM_SHA256)\r\n" +
 		"\tfor <a@example.org>; Sun, 22 Nov 2026 10:00:00 +0000\r\n"
 	if got != want {

@@ -49,7 +49,7 @@ func Protocol(ehlo, tls, auth, utf8 bool) string {
 // Received formats a complete "Received:" header field ending in CRLF,
 // folded at clause boundaries:
 //
-//	Received: from helo (helo [192.0.2.1])
+//	Received: from helo ([192.0.2.1])
 //		by mx.example.org with ESMTPS id ABC
 //		(TLS1.3 TLS_AES_128_GCM_SHA256)
 //		for <a@example.org>; Mon, 02 Jan 2006 15:04:05 +0000
@@ -64,8 +64,9 @@ func Received(r ReceivedInfo) string {
 		}
 		b.WriteString(helo)
 		if r.IP != "" {
-			// RFC 5321 §4.4 TCP-info: the address literal in a comment.
-			b.WriteString(" (" + helo + " [" + sanitizeToken(r.IP) + "])")
+			// RFC 5321 §4.4 TCP-info: the address literal in a comment
+			// (no reverse DNS name: tern does not look it up).
+			b.WriteString(" ([" + sanitizeToken(r.IP) + "])")
 		}
 		b.WriteString("\r\n\t")
 	} else {

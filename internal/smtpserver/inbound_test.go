@@ -25,7 +25,7 @@ func TestInboundDelivery(t *testing.T) {
 		t.Fatal("recipients got different bytes")
 	}
 	m := a[0]
-	if !strings.HasPrefix(m, "Return-Path: <someone@remote.example>\r\nReceived: from localhost (localhost [127.0.0.1])\r\n\tby mx.example.org with UTF8SMTPS id ") ||
+	if !strings.HasPrefix(m, "Return-Path: <someone@remote.example>\r\nReceived: from localhost ([127.0.0.1])\r\n\tby mx.example.org with UTF8SMTPS id ") ||
 		!strings.Contains(m, "\r\n\t(TLS 1.3 ") {
 		t.Fatalf("trace fields wrong:\n%s", m)
 	}
