@@ -434,6 +434,14 @@ func TestPerDestinationLimitAndReuse(t *testing.T) {
 	}
 	e.run(t)
 	waitFor(t, 20*time.Second, "40 deliveries", func() bool { return len(r.messages()) == 40 && e.queueLen(t) == 0 })
+	time.Sleep(200 * time.Millisecond)
+	seen := map[string]bool{}
+	for _, m := range r.messages() {
+		if seen[m.Rcpts[0]] {
+			t.Fatalf("%s delivered twice", m.Rcpts[0])
+		}
+		seen[m.Rcpts[0]] = true
+	}
 	if p := peak.Load(); p > 2 {
 		t.Fatalf("%d concurrent connections to one destination (limit 2)", p)
 	}
