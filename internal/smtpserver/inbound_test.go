@@ -3,6 +3,7 @@ package smtpserver
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -304,5 +305,38 @@ func TestSMTPUTF8(t *testing.T) {
 	m := e.inbox("alice@example.org")
 	if len(m) != 1 || !strings.HasPrefix(m[0], "Return-Path: <δοκιμή@παράδειγμα.example>\r\n") || !strings.Contains(m[0], "with UTF8SMTP") {
 		t.Fatalf("got %q", m)
+	}
+}
+
+// TestSuccessDSN checks RFC 3461 NOTIFY=SUCCESS at final delivery: a
+// "delivered" report from the null sender goes to the queue.
+func TestSuccessDSN(t *testing.T) {
+	e := newEnv(t, Inbound, nil)
+	r := dialRaw(t, e.addr)
+	r.expect("220")
+	r.send("EHLO c\r\nMAIL FROM:<s@remote.example> RET=HDRS ENVID=env42\r\n" +
+		"RCPT TO:<alice@example.org> NOTIFY=SUCCESS ORCPT=rfc822;alice@example.org\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+	for _, p := range []string{"250", "250", "250", "250", "354"} {
+		r.expect(p)
+	}
+	r.send("Subject: please confirm\r\n\r\nbody text\r\n.\r\n")
+	r.expect("250")
+	q := e.queue.all()
+	if len(q) != 1 || q[0].From != "" || q[0].Recipients[0].Address != "s@remote.example" {
+		t.Fatalf("queue: %+v", q)
+	}
+	f, err := e.st.OpenBlob(q[0].Blob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	for _, want := range []string{"Action: delivered", "Final-Recipient: rfc822; alice@example.org", "Original-Envelope-Id: env42", "Subject: please confirm"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(string(b), "bob@example.org") || strings.Contains(string(b), "body text") {
+		t.Errorf("report mentions bob or quotes the body with RET=HDRS:\n%s", b)
 	}
 }

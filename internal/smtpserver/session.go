@@ -295,6 +295,7 @@ func (s *session) logDelivery(tx *transaction, err error) {
 		result = err.Error()
 	}
 	s.log.Info("smtp delivery", "id", tx.id, "from", tx.from.String(), "rcpts", rcpts, "size", tx.size(),
+		"envid", tx.opts.EnvelopeID, "ret", string(tx.opts.Return),
 		"result", result, "took", time.Since(tx.start).Round(time.Microsecond),
 		"spool", tx.spoolTook.Round(time.Microsecond), "commit", tx.commitTook.Round(time.Microsecond))
 }
@@ -344,6 +345,7 @@ func (s *session) inbound(tx *transaction, r io.Reader) error {
 	if _, err := s.srv.del.Store(s.ctx, sp, tx.accounts); err != nil {
 		return err
 	}
+	s.notifyDelivered(tx, sp.Blob)
 	return nil
 }
 

@@ -178,6 +178,7 @@ func (s *session) submit(tx *transaction, r io.Reader) error {
 	if _, err := s.srv.del.Store(s.ctx, sp, tx.accounts); err != nil {
 		return err
 	}
+	s.notifyDelivered(tx, sp.Blob)
 	s.srv.rate.add(s.acct.ID, time.Now())
 	return nil
 }
