@@ -70,21 +70,7 @@ func (s *server) startQueue() (smtpserver.Enqueuer, error) {
 			return stopCtx.Err()
 		}
 	})
-	return queueDoor{q}, nil
-}
-
-// queueDoor adapts the queue to the SMTP servers' Enqueuer.
-type queueDoor struct{ q *queue.Queue }
-
-func (d queueDoor) Enqueue(ctx context.Context, m *smtpserver.QueueMessage) (int64, error) {
-	rcpts := make([]queue.Recipient, len(m.Recipients))
-	for i, r := range m.Recipients {
-		rcpts[i] = queue.Recipient{Address: r.Address, Notify: r.Notify, ORcpt: r.ORcpt}
-	}
-	return d.q.Enqueue(ctx, &queue.Message{
-		AccountID: m.AccountID, From: m.From, Recipients: rcpts, EnvID: m.EnvID,
-		Ret: m.Ret, RequireTLS: m.RequireTLS, Blob: m.Blob,
-	})
+	return q, nil
 }
 
 // startPOP3 starts the POP3 listeners.
