@@ -86,6 +86,7 @@ func bigQuery(args []string) error {
 		return err
 	}
 	defer c.close()
+	c.timeout = 30 * time.Minute
 	if err := c.cmd("LOGIN %s %s", userName(1), password); err != nil {
 		return err
 	}

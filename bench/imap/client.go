@@ -21,6 +21,8 @@ type conn struct {
 	lines []string
 	// lastName is the first word of the last command.
 	lastName string
+	// timeout bounds one command (default one minute).
+	timeout time.Duration
 }
 
 func dial(addr string) (*conn, error) {
@@ -53,7 +55,10 @@ func (c *conn) cmd(format string, a ...any) error {
 func (c *conn) cmdLiteral(lit []byte, format string, a ...any) error {
 	c.tag++
 	tag := "t" + strconv.Itoa(c.tag)
-	c.c.SetDeadline(time.Now().Add(60 * time.Second))
+	if c.timeout == 0 {
+		c.timeout = time.Minute
+	}
+	c.c.SetDeadline(time.Now().Add(c.timeout))
 	line := fmt.Sprintf(format, a...)
 	c.lastName, _, _ = strings.Cut(line, " ")
 	c.bw.WriteString(tag + " " + line)

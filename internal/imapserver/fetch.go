@@ -234,7 +234,7 @@ func (s *session) fetchBatch(idx []int, plan fetchPlan, changedSince uint64) err
 		}
 		s.writeFetch(i, info, parsed[info.UID], plan, seenNow[info.UID])
 		if plan.hasFlags || seenNow[info.UID] {
-			v.modseqs[i] = max(v.modseqs[i], info.ModSeq)
+			v.noteModSeq(info.UID, info.ModSeq)
 		}
 	}
 	return nil

@@ -63,7 +63,7 @@ func (s *session) cmdStore(cmd *imap.Command) reply {
 			continue
 		}
 		if args.Silent && !v.condstore {
-			v.modseqs[i] = max(v.modseqs[i], info.ModSeq)
+			v.noteModSeq(info.UID, info.ModSeq)
 			continue
 		}
 		s.w.Raw("* ").Number(uint64(i + 1)).Raw(" FETCH (")
@@ -75,7 +75,7 @@ func (s *session) cmdStore(cmd *imap.Command) reply {
 			s.w.Raw(" MODSEQ (").Number(info.ModSeq).Raw(")")
 		}
 		s.w.Raw(")").CRLF()
-		v.modseqs[i] = max(v.modseqs[i], info.ModSeq)
+		v.noteModSeq(info.UID, info.ModSeq)
 	}
 	if len(failed) > 0 {
 		return s.modifiedReply(cmd, failed)

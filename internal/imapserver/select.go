@@ -14,10 +14,13 @@ import (
 type selected struct {
 	mb       store.Mailbox
 	readOnly bool
-	// uids[i] is the UID of sequence number i+1; modseqs[i] the modseq
-	// this session last reported or saw for it.
-	uids    []uint32
-	modseqs []uint64
+	// uids[i] is the UID of sequence number i+1.
+	uids []uint32
+	// seen[uid] is the modseq this session last reported for a message,
+	// when above base, the mailbox's modseq at SELECT (which every
+	// message then had at most): 4 bytes a message plus what changed.
+	seen map[uint32]uint64
+	base uint64
 	// highest is the modseq up to which changes have been applied.
 	highest uint64
 	// pending holds UIDs expunged elsewhere and not yet announced.
@@ -36,6 +39,21 @@ func (v *selected) seqOf(uid uint32) int {
 		return i
 	}
 	return -1
+}
+
+// known is the modseq the session last saw for uid.
+func (v *selected) known(uid uint32) uint64 {
+	if m, ok := v.seen[uid]; ok {
+		return m
+	}
+	return v.base
+}
+
+// noteModSeq records that the client has seen uid's state at modseq.
+func (v *selected) noteModSeq(uid uint32, modseq uint64) {
+	if modseq > v.known(uid) {
+		v.seen[uid] = modseq
+	}
 }
 
 func (v *selected) maxUID() uint32 {
@@ -75,11 +93,7 @@ func (s *session) cmdSelect(cmd *imap.Command) reply {
 	}
 	// Every message read now has a modseq at most the mailbox's; later
 	// changes come above it, which is all the view needs to know.
-	modseqs := make([]uint64, len(uids))
-	for i := range modseqs {
-		modseqs[i] = mb.HighestModSeq
-	}
-	v := &selected{mb: mb, readOnly: cmd.Name == "EXAMINE", uids: uids, modseqs: modseqs,
+	v := &selected{mb: mb, readOnly: cmd.Name == "EXAMINE", uids: uids, seen: map[uint32]uint64{}, base: mb.HighestModSeq,
 		highest: mb.HighestModSeq, pending: map[uint32]bool{}, condstore: s.condstore || args.CondStore}
 	if args.CondStore {
 		s.condstore = true
@@ -156,9 +170,7 @@ func (s *session) writeFlagsFetch(i int, info store.MessageInfo) {
 		s.w.Raw(" MODSEQ (").Number(info.ModSeq).Raw(")")
 	}
 	s.w.Raw(")").CRLF()
-	if info.ModSeq > v.modseqs[i] {
-		v.modseqs[i] = info.ModSeq
-	}
+	v.noteModSeq(info.UID, info.ModSeq)
 }
 
 // sync brings the session's view up to date and writes the untagged
@@ -196,13 +208,13 @@ func (s *session) readChanges() {
 		v.highest = max(v.highest, info.ModSeq)
 		if info.UID > maxKnown {
 			v.uids = append(v.uids, info.UID)
-			v.modseqs = append(v.modseqs, info.ModSeq)
+			v.noteModSeq(info.UID, info.ModSeq)
 			maxKnown = info.UID
 			added++
 			continue
 		}
 		i := v.seqOf(info.UID)
-		if i < 0 || info.ModSeq <= v.modseqs[i] || v.pending[info.UID] {
+		if i < 0 || info.ModSeq <= v.known(info.UID) || v.pending[info.UID] {
 			continue
 		}
 		s.writeFlagsFetch(i, info)
@@ -236,7 +248,7 @@ func (s *session) announceExpunges() {
 			s.w.Raw("* ").Number(uint64(i + 1)).Raw(" EXPUNGE").CRLF()
 		}
 		v.uids = append(v.uids[:i], v.uids[i+1:]...)
-		v.modseqs = append(v.modseqs[:i], v.modseqs[i+1:]...)
+		delete(v.seen, uid)
 	}
 	if s.qresync && len(gone) > 0 {
 		// RFC 7162 §3.2.10: VANISHED replaces EXPUNGE once QRESYNC is on.
