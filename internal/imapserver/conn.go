@@ -240,7 +240,7 @@ func (s *session) serveOne() bool {
 		s.errors = 0
 	}
 	if s.state == stateSelected && cmd.Name != "LOGOUT" {
-		s.sync(expungeAllowed(cmd))
+		s.sync(expungeAllowed(cmd), cmd.Name == "NOOP" || cmd.Name == "CHECK")
 	}
 	if r.status != "" {
 		s.writeTagged(cmd.Tag, r)

@@ -137,6 +137,9 @@ func (s *session) cmdCopy(cmd *imap.Command) reply {
 	for i, p := range pairs {
 		src[i], dstUIDs[i] = p.Src, p.Dst
 	}
+	if dst.ID == v.mb.ID {
+		v.dirty, v.mustRead = true, true // the copies are new messages here
+	}
 	code := "COPYUID " + itoa(uint64(uv)) + " " + imap.Ordered(src) + " " + imap.Ordered(dstUIDs)
 	if !move {
 		return okCode(code, "COPY completed")
@@ -188,7 +191,8 @@ func (s *session) cmdAppend(cmd *imap.Command) reply {
 		uv = d.UIDValidity
 	}
 	if s.sel != nil && s.sel.mb.ID == mb.ID {
-		s.sel.dirty = true
+		// RFC 9051 §6.3.12: EXISTS for the new message now.
+		s.sel.dirty, s.sel.mustRead = true, true
 	}
 	// RFC 4315 §3: APPENDUID.
 	return okCode("APPENDUID "+itoa(uint64(uv))+" "+imap.Ordered(uids), "APPEND completed")

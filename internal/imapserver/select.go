@@ -3,6 +3,7 @@ package imapserver
 import (
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tern-mail/tern/internal/imap"
 	"github.com/tern-mail/tern/internal/store"
@@ -25,8 +26,11 @@ type selected struct {
 	highest uint64
 	// pending holds UIDs expunged elsewhere and not yet announced.
 	pending map[uint32]bool
-	// dirty: the store signalled a change not yet read.
-	dirty     bool
+	// dirty: the store signalled a change not yet read. mustRead: read
+	// it at the next chance (this session appended to the mailbox).
+	dirty, mustRead bool
+	// lastRead is when changes were last read from the store.
+	lastRead  time.Time
 	condstore bool
 	// saved is the SEARCHRES result (RFC 5182), as UIDs.
 	saved []uint32
@@ -173,10 +177,17 @@ func (s *session) writeFlagsFetch(i int, info store.MessageInfo) {
 	v.noteModSeq(info.UID, info.ModSeq)
 }
 
+// syncInterval spaces change reads for a client sending commands
+// back to back: a change signal (often the session's own write) is read
+// at the first command boundary this long after the last read, and at
+// once on NOOP, CHECK and IDLE. RFC 9051 §7 lets the server choose when
+// to send untagged updates.
+const syncInterval = 100 * time.Millisecond
+
 // sync brings the session's view up to date and writes the untagged
 // responses: new messages (EXISTS), flag changes (FETCH) and, when
 // allowed, expunges (EXPUNGE or VANISHED).
-func (s *session) sync(allowExpunge bool) {
+func (s *session) sync(allowExpunge, force bool) {
 	v := s.sel
 	if v == nil {
 		return
@@ -186,8 +197,8 @@ func (s *session) sync(allowExpunge bool) {
 		v.dirty = true
 	default:
 	}
-	if v.dirty {
-		v.dirty = false
+	if v.dirty && (force || v.mustRead || time.Since(v.lastRead) >= syncInterval) {
+		v.dirty, v.mustRead = false, false
 		s.readChanges()
 	}
 	if allowExpunge && len(v.pending) > 0 {
@@ -197,6 +208,7 @@ func (s *session) sync(allowExpunge bool) {
 
 func (s *session) readChanges() {
 	v := s.sel
+	v.lastRead = time.Now()
 	changed, vanished, err := s.srv.cfg.Store.ChangesSince(s.ctx, v.mb.ID, v.highest)
 	if err != nil {
 		s.log.Error("sync", "err", err)
@@ -317,7 +329,7 @@ func hasFlag(flags []string, f string) bool {
 func (s *session) cmdIdle(cmd *imap.Command) reply {
 	s.setReadDeadline(s.srv.cfg.IdleMax)
 	s.w.Raw("+ idling").CRLF()
-	s.sync(true)
+	s.sync(true, true)
 	if s.flush() != nil {
 		return reply{bye: true}
 	}
@@ -346,7 +358,7 @@ func (s *session) cmdIdle(cmd *imap.Command) reply {
 		case <-s.watcher.C:
 			if s.sel != nil {
 				s.sel.dirty = true
-				s.sync(true)
+				s.sync(true, true)
 				if s.flush() != nil {
 					return reply{bye: true}
 				}
