@@ -45,9 +45,20 @@ func (c *trackedConn) note(f func(c *trackedConn)) {
 	c.mu.Unlock()
 }
 
+// Read counts bytes and, inside a transaction, moves the read deadline
+// forward on progress: go-smtp sets it once per command, so without this a
+// large DATA or BDAT would have to arrive whole within one ReadTimeout.
+// A client that stops sending still times out after ReadTimeout.
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.bytesIn.Add(int64(n))
+	if n > 0 {
+		c.mu.Lock()
+		if c.inTx && !c.draining {
+			c.Conn.SetReadDeadline(c.clampLocked(time.Now().Add(c.srv.cfg.ReadTimeout)))
+		}
+		c.mu.Unlock()
+	}
 	return n, err
 }
 

@@ -340,3 +340,41 @@ func TestSuccessDSN(t *testing.T) {
 		t.Errorf("report mentions bob or quotes the body with RET=HDRS:\n%s", b)
 	}
 }
+
+// TestSlowDataWithinTimeouts checks that a DATA trickling in slower than
+// ReadTimeout in total, but never idle that long, is accepted, and that a
+// client going quiet mid-DATA is cut off.
+func TestSlowDataWithinTimeouts(t *testing.T) {
+	e := newEnv(t, Inbound, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
+	r := dialRaw(t, e.addr)
+	r.expect("220")
+	r.send("EHLO c\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+	for _, p := range []string{"250", "250", "250", "354"} {
+		r.expect(p)
+	}
+	r.send("Subject: slow\r\n\r\n")
+	for i := 0; i < 8; i++ {
+		time.Sleep(100 * time.Millisecond)
+		r.send("line\r\n")
+	}
+	r.send(".\r\n")
+	r.expect("250")
+
+	q := dialRaw(t, e.addr)
+	q.expect("220")
+	q.send("EHLO c\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+	for _, p := range []string{"250", "250", "250", "354"} {
+		q.expect(p)
+	}
+	q.send("Subject: stalls\r\n")
+	start := time.Now()
+	if _, err := io.ReadAll(q.br); err != nil {
+		t.Logf("read: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stalled DATA held for %v", d)
+	}
+	if n := len(e.inbox("alice@example.org")); n != 1 {
+		t.Fatalf("alice has %d messages, want 1", n)
+	}
+}
