@@ -243,3 +243,29 @@ func TestQueueCommands(t *testing.T) {
 		t.Error("bad id accepted")
 	}
 }
+
+// A message queued by `tern sendmail` while the server runs is delivered
+// at once: the CLI wakes the server's queue through the control socket.
+func TestSendmailWakesRunningServer(t *testing.T) {
+	_, data := testServer(t)
+	msg := "To: demo@example.test\r\nSubject: from cron\r\n\r\nhello\r\n"
+	mustRun(t, msg, "sendmail", "-data", data, "-t", "-f", "cron@example.test")
+	ctx := context.Background()
+	st, err := store.Open(ctx, data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	acct, _ := st.AccountByAddress(ctx, devUser)
+	inbox, _ := st.MailboxByName(ctx, acct.ID, "INBOX")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if msgs, _ := st.Messages(ctx, inbox.ID, 1, 0); len(msgs) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("message from sendmail not delivered within 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tern-mail/tern/internal/control"
 	"github.com/tern-mail/tern/internal/sendmail"
 	"github.com/tern-mail/tern/internal/store"
 )
@@ -66,13 +67,17 @@ func runQueue(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return q.Retry(ctx, n)
+		if err := q.Retry(ctx, n); err != nil {
+			return err
+		}
+		return wakeQueue(ctx, e, cfg.Data)
 	case "all":
 		n, err := q.RetryAll(ctx)
-		if err == nil {
-			fmt.Fprintf(e.stdout, "%d messages scheduled for delivery now\n", n)
+		if err != nil {
+			return err
 		}
-		return err
+		fmt.Fprintf(e.stdout, "%d messages scheduled for delivery now\n", n)
+		return wakeQueue(ctx, e, cfg.Data)
 	case "drop":
 		n, err := id()
 		if err != nil {
@@ -139,6 +144,15 @@ func runSendmail(ctx context.Context, e *env, args []string) error {
 	}
 	if a.Verbose {
 		fmt.Fprintf(e.stderr, "queued as %d\n", id)
+	}
+	return wakeQueue(ctx, e, cfg.Data)
+}
+
+// wakeQueue tells a running server to look at the queue now; without a
+// running server the next start delivers.
+func wakeQueue(ctx context.Context, e *env, dataDir string) error {
+	if _, err := control.Notify(ctx, dataDir, "wake-queue"); err != nil {
+		fmt.Fprintf(e.stderr, "warning: the running server did not take the wake-up: %v\n", err)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/tern-mail/tern/internal/account"
 	"github.com/tern-mail/tern/internal/config"
 	"github.com/tern-mail/tern/internal/imapserver"
+	"github.com/tern-mail/tern/internal/queue"
 	"github.com/tern-mail/tern/internal/smtpserver"
 	"github.com/tern-mail/tern/internal/store"
 	"github.com/tern-mail/tern/internal/tlsconf"
@@ -41,6 +42,7 @@ type server struct {
 	accts    *account.Service
 	certs    *tlsconf.Reloader
 	servers  []protoServer
+	queue    *queue.Queue
 	services []func(ctx context.Context) error // stopped after the listeners
 	ports    []string                          // "IMAP 127.0.0.1:2143", for dev
 	wg       sync.WaitGroup
@@ -129,6 +131,9 @@ func (s *server) startAll() error {
 	tlsc := s.tlsConfig()
 	queue, err := s.startQueue()
 	if err != nil {
+		return err
+	}
+	if err := s.startControl(); err != nil {
 		return err
 	}
 	inbound := smtpserver.New(smtpserver.Config{

@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/tern-mail/tern/internal/control"
 	"github.com/tern-mail/tern/internal/transfer"
 )
 
@@ -43,7 +45,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 2 {
 		return usagef("want ADDRESS PATH")
 	}
-	_, st, err := loc.open(ctx)
+	cfg, st, err := loc.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -56,6 +58,9 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	start := time.Now()
 	stats, err := transfer.Import(ctx, st, acct, transfer.ImportOptions{Path: pos[1], Mailbox: *mailbox, MboxO: *mboxo, Progress: prog})
 	done()
+	if stats.Messages > 0 {
+		control.Notify(ctx, cfg.Data, "account-changed", strconv.FormatInt(acct.ID, 10))
+	}
 	fmt.Fprintf(e.stdout, "imported %d messages (%d duplicates skipped, %d mailboxes created) in %s\n",
 		stats.Messages, stats.Duplicates, stats.Mailboxes, time.Since(start).Round(time.Millisecond))
 	return err

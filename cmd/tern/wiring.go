@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tern-mail/tern/internal/config"
+	"github.com/tern-mail/tern/internal/control"
 	"github.com/tern-mail/tern/internal/dkim"
 	"github.com/tern-mail/tern/internal/dns"
 	"github.com/tern-mail/tern/internal/httpserver"
@@ -70,7 +72,26 @@ func (s *server) startQueue() (smtpserver.Enqueuer, error) {
 			return stopCtx.Err()
 		}
 	})
+	s.queue = q
 	return q, nil
+}
+
+// startControl serves the control socket through which admin commands
+// tell this server about changes they made.
+func (s *server) startControl() error {
+	c, err := control.Listen(s.cfg.Data, control.Handler{
+		WakeQueue:      func() { s.queue.Wake() },
+		AccountChanged: s.st.NotifyAccount,
+	}, s.log.With("component", "control"))
+	if err != nil {
+		if strings.Contains(err.Error(), "another tern") {
+			return err
+		}
+		s.log.Warn("no control socket: admin changes reach this server by polling only", "err", err)
+		return nil
+	}
+	s.services = append(s.services, func(context.Context) error { return c.Close() })
+	return nil
 }
 
 // startPOP3 starts the POP3 listeners.

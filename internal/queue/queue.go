@@ -203,6 +203,10 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (int64, error) {
 	return id, nil
 }
 
+// Wake makes the delivery loop look at the queue now: for entries queued
+// or retried by another process (tern sendmail, tern queue retry).
+func (q *Queue) Wake() { q.poke() }
+
 func (q *Queue) poke() {
 	select {
 	case q.wake <- struct{}{}:

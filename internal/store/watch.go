@@ -54,3 +54,7 @@ func (ws *watchers) notify(accountID int64) {
 		}
 	}
 }
+
+// NotifyAccount wakes an account's watchers for a change made by another
+// process (an import by the CLI while the server runs).
+func (s *Store) NotifyAccount(accountID int64) { s.watch.notify(accountID) }
