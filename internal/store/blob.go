@@ -120,8 +120,7 @@ func validBlobID(id string) bool {
 func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 	ctx := context.Background()
 	if delta > 0 {
-		_, err := tx.ExecContext(ctx, `INSERT INTO blobs(id, size, refs) VALUES(?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs`, b.ID, b.Size, delta)
+		_, err := tx.StmtContext(ctx, s.hot.refBlob).ExecContext(ctx, b.ID, b.Size, delta)
 		return err
 	}
 	var refs int

@@ -143,41 +143,69 @@ func nextModSeq(ctx context.Context, tx *sql.Tx, accountID, mailboxID int64) (ui
 // Concurrent calls share a commit. Per-target problems (quota, duplicate)
 // are in the results; the error is for failures of the whole delivery.
 func (s *Store) Deliver(ctx context.Context, d *Delivery) ([]Delivered, error) {
-	if d.Parsed == nil {
-		return nil, fmt.Errorf("deliver: no parsed message: %w", ErrInvalid)
-	}
-	meta, err := json.Marshal(d.Parsed)
+	res, err := s.DeliverBatch(ctx, []*Delivery{d})
 	if err != nil {
 		return nil, err
 	}
-	if d.InternalDate.IsZero() {
-		d.InternalDate = time.Now()
+	return res[0], nil
+}
+
+// DeliverBatch stores several deliveries in one write, in order: the UIDs
+// of messages bound for one mailbox follow the order of ds (bulk import
+// keeps the order of its source, which concurrent Deliver calls would
+// not). It returns once the batch is durable. Results are per delivery and
+// target as for Deliver; a delivery none of whose targets took it leaves
+// its blob unreferenced, for the caller to discard. The error is for
+// failures of the whole batch, which then stores nothing.
+func (s *Store) DeliverBatch(ctx context.Context, ds []*Delivery) ([][]Delivered, error) {
+	metas := make([][]byte, len(ds))
+	for i, d := range ds {
+		if d.Parsed == nil {
+			return nil, fmt.Errorf("deliver: no parsed message: %w", ErrInvalid)
+		}
+		meta, err := json.Marshal(d.Parsed)
+		if err != nil {
+			return nil, err
+		}
+		metas[i] = meta
+		if d.InternalDate.IsZero() {
+			d.InternalDate = time.Now()
+		}
 	}
-	results := make([]Delivered, len(d.Targets))
-	err = s.update(ctx, func(tx *sql.Tx) error {
-		n := 0
-		for i, t := range d.Targets {
-			r, err := s.deliverOne(ctx, tx, d, t, meta)
-			if err != nil && !errors.Is(err, ErrOverQuota) && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound) {
-				return err
+	results := make([][]Delivered, len(ds))
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		for i, d := range ds {
+			res := make([]Delivered, len(d.Targets))
+			n := 0
+			for j, t := range d.Targets {
+				r, err := s.deliverOne(ctx, tx, d, t, metas[i])
+				if err != nil && !errors.Is(err, ErrOverQuota) && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				r.Err = err
+				res[j] = r
+				if err == nil {
+					n++
+				}
 			}
-			r.Err = err
-			results[i] = r
-			if err == nil {
-				n++
+			results[i] = res
+			if n > 0 {
+				if err := s.refBlob(tx, d.Blob, n); err != nil {
+					return err
+				}
 			}
 		}
-		if n == 0 {
-			return nil
-		}
-		return s.refBlob(tx, d.Blob, n)
+		return nil
 	})
-	return results, err
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
 }
 
 func (s *Store) targetMailbox(ctx context.Context, tx *sql.Tx, t Target) (id int64, uidValidity, uidNext uint32, err error) {
 	if t.MailboxID != 0 {
-		err = tx.QueryRowContext(ctx, "SELECT id, uidvalidity, uidnext FROM mailboxes WHERE id = ? AND account_id = ?", t.MailboxID, t.AccountID).Scan(&id, &uidValidity, &uidNext)
+		err = tx.StmtContext(ctx, s.hot.mailboxByID).QueryRowContext(ctx, t.MailboxID, t.AccountID).Scan(&id, &uidValidity, &uidNext)
 	} else {
 		name := t.Mailbox
 		if n, nerr := NormalizeMailboxName(name); nerr == nil {
@@ -185,8 +213,7 @@ func (s *Store) targetMailbox(ctx context.Context, tx *sql.Tx, t Target) (id int
 		} else {
 			name = "INBOX"
 		}
-		err = tx.QueryRowContext(ctx, `SELECT id, uidvalidity, uidnext FROM mailboxes WHERE account_id = ? AND name IN (?, 'INBOX')
-			ORDER BY name = 'INBOX' LIMIT 1`, t.AccountID, name).Scan(&id, &uidValidity, &uidNext)
+		err = tx.StmtContext(ctx, s.hot.mailboxByName).QueryRowContext(ctx, t.AccountID, name).Scan(&id, &uidValidity, &uidNext)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("mailbox for account %d: %w", t.AccountID, ErrNotFound)
@@ -203,27 +230,34 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 	r.MailboxID, r.UIDValidity = id, uv
 	if d.SkipDuplicate {
 		var one int
-		err := tx.QueryRowContext(ctx, "SELECT 1 FROM messages WHERE mailbox_id = ? AND digest = ? LIMIT 1", id, d.Blob.Digest).Scan(&one)
+		err := tx.StmtContext(ctx, s.hot.duplicate).QueryRowContext(ctx, id, d.Blob.Digest).Scan(&one)
 		if err == nil {
 			return r, fmt.Errorf("duplicate message: %w", ErrExists)
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return r, err
 		}
 	}
-	if err := chargeQuota(ctx, tx, t.AccountID, d.Blob.Size, d.IgnoreQuota); err != nil {
-		return r, err
-	}
-	modseq, err := nextModSeq(ctx, tx, t.AccountID, id)
+	// One statement charges the quota and takes the next modseq
+	// (RFC 7162 §3.1.1: one counter per account).
+	var quota, used int64
+	var modseq uint64
+	size := d.Blob.Size
+	err = tx.StmtContext(ctx, s.hot.chargeAccount).QueryRowContext(ctx, size, t.AccountID).Scan(&quota, &used, &modseq)
 	if err != nil {
 		return r, err
 	}
-	flags := NormalizeFlags(t.Flags)
-	if _, err := tx.ExecContext(ctx, "UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ?", id); err != nil {
+	if !d.IgnoreQuota && quota > 0 && used > quota && size > 0 {
+		if _, err := tx.ExecContext(ctx, "UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", size, t.AccountID); err != nil {
+			return r, err
+		}
+		return r, fmt.Errorf("account %d: %w", t.AccountID, ErrOverQuota)
+	}
+	if _, err := tx.StmtContext(ctx, s.hot.bumpMailbox).ExecContext(ctx, modseq, id); err != nil {
 		return r, err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest, meta)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, uid, modseq, strings.Join(flags, " "),
-		boolInt(hasFlag(flags, `\Seen`)), boolInt(hasFlag(flags, `\Deleted`)), d.InternalDate.Unix(), d.Blob.Size, d.Blob.ID, d.Blob.Digest, meta)
+	flags := NormalizeFlags(t.Flags)
+	_, err = tx.StmtContext(ctx, s.hot.insertMessage).ExecContext(ctx, id, uid, modseq, strings.Join(flags, " "),
+		boolInt(hasFlag(flags, `\Seen`)), boolInt(hasFlag(flags, `\Deleted`)), d.InternalDate.Unix(), size, d.Blob.ID, d.Blob.Digest, meta)
 	if err != nil {
 		return r, err
 	}

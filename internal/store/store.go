@@ -56,6 +56,7 @@ type Store struct {
 	stopped  chan struct{}
 	maxBatch int
 	cur      *batch // owned by the writer goroutine
+	hot      hotStmts
 
 	stats struct{ batches, writes, nanos atomic.Int64 }
 
@@ -100,6 +101,11 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 		maxBatch: opts.MaxBatch,
 	}
 	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := s.prepareHot(ctx); err != nil {
 		db.Close()
 		wdb.Close()
 		return nil, fmt.Errorf("store: %w", err)

@@ -1,0 +1,43 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+)
+
+// hotStmts are the statements of the delivery path, prepared once on the
+// writer connection: SQLite's parse and plan is a good part of a small
+// delivery's cost otherwise. Inside a write they are bound to the
+// transaction with tx.StmtContext, which reuses the prepared statement of
+// the one writer connection.
+type hotStmts struct {
+	mailboxByID   *sql.Stmt
+	mailboxByName *sql.Stmt
+	duplicate     *sql.Stmt
+	chargeAccount *sql.Stmt
+	bumpMailbox   *sql.Stmt
+	insertMessage *sql.Stmt
+	refBlob       *sql.Stmt
+}
+
+func (s *Store) prepareHot(ctx context.Context) error {
+	var errs []error
+	prep := func(q string) *sql.Stmt {
+		st, err := s.wdb.PrepareContext(ctx, q)
+		errs = append(errs, err)
+		return st
+	}
+	s.hot = hotStmts{
+		mailboxByID:   prep("SELECT id, uidvalidity, uidnext FROM mailboxes WHERE id = ? AND account_id = ?"),
+		mailboxByName: prep("SELECT id, uidvalidity, uidnext FROM mailboxes WHERE account_id = ?1 AND name IN (?2, 'INBOX') ORDER BY name = 'INBOX' LIMIT 1"),
+		duplicate:     prep("SELECT 1 FROM messages WHERE mailbox_id = ? AND digest = ? LIMIT 1"),
+		chargeAccount: prep("UPDATE accounts SET used_bytes = used_bytes + ?, modseq = modseq + 1 WHERE id = ? RETURNING quota_bytes, used_bytes, modseq"),
+		bumpMailbox:   prep("UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = ? WHERE id = ?"),
+		insertMessage: prep(`INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest, meta)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		refBlob: prep(`INSERT INTO blobs(id, size, refs) VALUES(?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs`),
+	}
+	return errors.Join(errs...)
+}
