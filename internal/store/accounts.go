@@ -43,7 +43,9 @@ func SplitAddress(addr string) (local, domain string, ok bool) {
 	return addr[:i], strings.ToLower(addr[i+1:]), true
 }
 
-func normDomain(d string) string { return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".") }
+func normDomain(d string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+}
 
 // AddDomain makes a domain local.
 func (s *Store) AddDomain(ctx context.Context, name string) error {

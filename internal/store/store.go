@@ -18,9 +18,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )

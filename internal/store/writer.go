@@ -18,8 +18,8 @@ type writeReq struct {
 
 // batch is the state of one group commit, owned by the writer goroutine.
 type batch struct {
-	removeBlobs []string        // blob files to delete after commit
-	touched     map[int64]bool  // accounts to wake after commit
+	removeBlobs []string       // blob files to delete after commit
+	touched     map[int64]bool // accounts to wake after commit
 }
 
 // update runs fn in a write transaction shared with other concurrent
