@@ -182,7 +182,6 @@ func (p *cmdParser) appendArgs(cmd *Command) error {
 	return nil
 }
 
-
 // ParseDateTime parses an RFC 9051 date-time ("17-Jul-1996 02:44:25 -0700").
 func ParseDateTime(s string) (time.Time, error) {
 	s = strings.TrimLeft(s, " ")
