@@ -169,3 +169,16 @@ func TestCommandRateLimit(t *testing.T) {
 		t.Errorf("45 commands at 20/s took %v", d)
 	}
 }
+
+func TestIdleMax(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.IdleMax = 300 * time.Millisecond })
+	r := ts.raw()
+	r.login()
+	r.send("i IDLE")
+	if l := r.line(); l != "+ idling" {
+		t.Fatalf("IDLE: %q", l)
+	}
+	if l := r.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("after IdleMax got %q", l)
+	}
+}

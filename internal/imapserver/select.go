@@ -1,6 +1,8 @@
 package imapserver
 
 import (
+	"errors"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -346,8 +348,11 @@ func (s *session) cmdIdle(cmd *imap.Command) reply {
 		select {
 		case r := <-done:
 			if r.err != nil {
-				if s.closing.Load() {
+				switch {
+				case s.closing.Load():
 					s.w.Raw("* BYE server shutting down").CRLF()
+				case errors.Is(r.err, os.ErrDeadlineExceeded):
+					s.w.Raw("* BYE IDLE for too long; reconnect").CRLF()
 				}
 				return reply{bye: true}
 			}
