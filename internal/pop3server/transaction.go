@@ -158,7 +158,12 @@ func (s *session) openMessage(m *msg) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openBlobFile(path, m.size)
+	f, err := openBlobFile(path, m.size)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Small messages live inside the database, not in files.
+		return s.srv.cfg.Store.OpenBlob(m.blobID)
+	}
+	return f, err
 }
 
 // flushSeenAsync writes the queued \Seen marks in the background, one

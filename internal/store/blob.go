@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,12 +26,23 @@ type Blob struct {
 	Digest string // hex SHA-256 of the bytes
 }
 
-// BlobWriter writes one message file. Commit makes it durable; Abort
-// removes it. A committed blob that no row references is removed by the
-// sweep at the next start.
+// inlineMax is the largest message kept inside the database instead of a
+// file of its own. Creating a file is the dearest step of a small
+// delivery (a fresh inode, a directory entry, two fsyncs); a row in the
+// blobs table rides on the commit that references it, with the same one
+// WAL fsync. Larger messages are files, read in place.
+const inlineMax = 64 << 10
+
+// BlobWriter writes one message. Up to inlineMax bytes it stays in
+// memory and becomes a row of the blobs table with the first reference;
+// beyond, it spills to a file. Commit makes it durable (for a file:
+// fsync of file and directory); Abort discards it. A committed blob that
+// no row references is dropped: from memory after an hour, as a file by
+// the sweep at the next start.
 type BlobWriter struct {
 	s    *Store
 	id   string
+	buf  []byte // the bytes while inline
 	f    *os.File
 	w    *bufio.Writer
 	h    hash.Hash
@@ -37,73 +50,181 @@ type BlobWriter struct {
 	done bool
 }
 
-// NewBlob starts a new message file.
+// NewBlob starts a new message.
 func (s *Store) NewBlob() (*BlobWriter, error) {
 	var b [16]byte
 	rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	dir := filepath.Join(s.blobDir, id[:2])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	return &BlobWriter{s: s, id: id, f: f, w: bufio.NewWriterSize(f, 64<<10), h: sha256.New()}, nil
+	return &BlobWriter{s: s, id: hex.EncodeToString(b[:]), h: sha256.New()}, nil
 }
 
 func (w *BlobWriter) Write(p []byte) (int, error) {
-	n, err := w.w.Write(p)
+	if w.done {
+		return 0, errors.New("store: write to a finished blob")
+	}
+	if w.f == nil && len(w.buf)+len(p) > inlineMax {
+		if err := w.spill(); err != nil {
+			return 0, err
+		}
+	}
+	var n int
+	var err error
+	if w.f == nil {
+		w.buf = append(w.buf, p...)
+		n = len(p)
+	} else {
+		n, err = w.w.Write(p)
+	}
 	w.h.Write(p[:n])
 	w.n += int64(n)
 	return n, err
 }
 
+// spill moves the message from memory to its file.
+func (w *BlobWriter) spill() error {
+	dir := filepath.Join(w.s.blobDir, w.id[:2])
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, w.id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	w.f, w.w = f, bufio.NewWriterSize(f, 64<<10)
+	_, err = w.w.Write(w.buf)
+	w.buf = nil
+	return err
+}
+
 // Size is the number of bytes written so far.
 func (w *BlobWriter) Size() int64 { return w.n }
 
-// Commit flushes and fsyncs the file and its directory entry. Concurrent
-// commits run their fsyncs in parallel, outside the serial group commit,
-// where the file system merges them into few journal commits.
-func (w *BlobWriter) Commit() (Blob, error) {
+// Commit finishes the blob. A file is flushed and fsynced with its
+// directory entry (concurrent commits run their fsyncs in parallel,
+// outside the serial group commit); an inline blob waits in memory for
+// the transaction that references it.
+func (w *BlobWriter) Commit() (Blob, error) { return w.finish(true) }
+
+func (w *BlobWriter) finish(sync bool) (Blob, error) {
 	if w.done {
 		return Blob{}, errors.New("store: blob already finished")
 	}
 	w.done = true
+	b := Blob{ID: w.id, Size: w.n, Digest: hex.EncodeToString(w.h.Sum(nil))}
+	if w.f == nil {
+		w.s.pending.put(w.id, w.buf)
+		w.buf = nil
+		return b, nil
+	}
 	err := w.w.Flush()
-	if err == nil {
+	if err == nil && sync {
 		err = w.f.Sync()
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = syncDir(filepath.Dir(w.s.blobPath(w.id)))
 	}
 	if err != nil {
 		os.Remove(w.s.blobPath(w.id))
 		return Blob{}, err
 	}
-	return Blob{ID: w.id, Size: w.n, Digest: hex.EncodeToString(w.h.Sum(nil))}, nil
+	return b, nil
 }
 
-// Abort discards the file. It is a no-op after Commit.
+// Abort discards the blob. It is a no-op after Commit.
 func (w *BlobWriter) Abort() {
 	if w.done {
 		return
 	}
 	w.done = true
-	w.f.Close()
-	os.Remove(w.s.blobPath(w.id))
+	w.buf = nil
+	if w.f != nil {
+		w.f.Close()
+		os.Remove(w.s.blobPath(w.id))
+	}
 }
 
-// OpenBlob opens a message file for reading.
-func (s *Store) OpenBlob(id string) (*os.File, error) {
+// BlobReader reads a message's bytes: a file, or an inline blob.
+type BlobReader interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	io.Closer
+}
+
+type memBlob struct{ *bytes.Reader }
+
+func (memBlob) Close() error { return nil }
+
+// OpenBlob opens a message's bytes for reading.
+func (s *Store) OpenBlob(id string) (BlobReader, error) {
 	if !validBlobID(id) {
 		return nil, fmt.Errorf("store: bad blob id %q: %w", id, ErrInvalid)
 	}
+	if data, ok := s.pending.get(id); ok {
+		return memBlob{bytes.NewReader(data)}, nil
+	}
+	var data []byte
+	var inline bool
+	err := s.hot.readBlob.QueryRow(id).Scan(&data, &inline)
+	if err == nil && inline {
+		return memBlob{bytes.NewReader(data)}, nil
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
 	return os.Open(s.blobPath(id))
+}
+
+// pendingBlobs holds inline blobs between Commit and the transaction that
+// first references them.
+type pendingBlobs struct {
+	mu    sync.Mutex
+	m     map[string]pendingBlob
+	swept time.Time
+}
+
+type pendingBlob struct {
+	data []byte
+	at   time.Time
+}
+
+// pendingTTL bounds how long an unreferenced inline blob is kept (a
+// delivery that failed without discarding its blob).
+const pendingTTL = time.Hour
+
+func (p *pendingBlobs) put(id string, data []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.m == nil {
+		p.m = map[string]pendingBlob{}
+	}
+	if now.Sub(p.swept) > time.Minute {
+		for k, v := range p.m {
+			if now.Sub(v.at) > pendingTTL {
+				delete(p.m, k)
+			}
+		}
+		p.swept = now
+	}
+	p.m[id] = pendingBlob{data: data, at: now}
+}
+
+func (p *pendingBlobs) get(id string) ([]byte, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.m[id]
+	return b.data, ok
+}
+
+func (p *pendingBlobs) drop(ids ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range ids {
+		delete(p.m, id)
+	}
 }
 
 func validBlobID(id string) bool {
@@ -115,16 +236,24 @@ func validBlobID(id string) bool {
 }
 
 // refBlob changes the reference count of a blob inside a write, creating
-// its row on first reference. When the count reaches zero the row goes and
-// the file is removed after commit.
+// its row on first reference (with the bytes, for an inline blob). When
+// the count reaches zero the row goes, and a file is removed after commit.
 func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 	ctx := context.Background()
 	if delta > 0 {
-		_, err := tx.StmtContext(ctx, s.hot.refBlob).ExecContext(ctx, b.ID, b.Size, delta)
+		var data any // NULL: the bytes are a file
+		if d, ok := s.pending.get(b.ID); ok {
+			data = d
+			if s.cur != nil {
+				s.cur.reqInlined = append(s.cur.reqInlined, b.ID)
+			}
+		}
+		_, err := tx.StmtContext(ctx, s.hot.refBlob).ExecContext(ctx, b.ID, b.Size, delta, data)
 		return err
 	}
 	var refs int
-	err := tx.QueryRowContext(ctx, "UPDATE blobs SET refs = refs + ? WHERE id = ? RETURNING refs", delta, b.ID).Scan(&refs)
+	var file bool
+	err := tx.QueryRowContext(ctx, "UPDATE blobs SET refs = refs + ? WHERE id = ? RETURNING refs, data IS NULL", delta, b.ID).Scan(&refs, &file)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", b.ID, err)
 	}
@@ -132,7 +261,7 @@ func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM blobs WHERE id = ?", b.ID); err != nil {
 			return err
 		}
-		if s.cur != nil {
+		if file && s.cur != nil {
 			s.cur.removeBlobs = append(s.cur.removeBlobs, b.ID)
 		}
 	}

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,21 +9,7 @@ import (
 // CommitUnsynced finishes a blob like Commit but without fsync: the caller
 // must pass it to SyncBlobs before delivering it. Bulk import uses this to
 // make a whole batch durable with one call instead of one fsync per file.
-func (w *BlobWriter) CommitUnsynced() (Blob, error) {
-	if w.done {
-		return Blob{}, errors.New("store: blob already finished")
-	}
-	w.done = true
-	err := w.w.Flush()
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(w.s.blobPath(w.id))
-		return Blob{}, err
-	}
-	return Blob{ID: w.id, Size: w.n, Digest: hex.EncodeToString(w.h.Sum(nil))}, nil
-}
+func (w *BlobWriter) CommitUnsynced() (Blob, error) { return w.finish(false) }
 
 // syncBlobFiles fsyncs blob files and their directories one by one (the
 // portable way of SyncBlobs).
@@ -34,6 +18,9 @@ func (s *Store) syncBlobFiles(ids []string) error {
 	for _, id := range ids {
 		if !validBlobID(id) {
 			return fmt.Errorf("store: bad blob id %q: %w", id, ErrInvalid)
+		}
+		if _, inline := s.pending.get(id); inline {
+			continue
 		}
 		f, err := os.Open(s.blobPath(id))
 		if err != nil {

@@ -19,6 +19,7 @@ type hotStmts struct {
 	bumpMailbox   *sql.Stmt
 	insertMessage *sql.Stmt
 	refBlob       *sql.Stmt
+	readBlob      *sql.Stmt // on the reader pool
 }
 
 func (s *Store) prepareHot(ctx context.Context) error {
@@ -36,8 +37,11 @@ func (s *Store) prepareHot(ctx context.Context) error {
 		bumpMailbox:   prep("UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = ? WHERE id = ?"),
 		insertMessage: prep(`INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest, meta)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		refBlob: prep(`INSERT INTO blobs(id, size, refs) VALUES(?, ?, ?)
+		refBlob: prep(`INSERT INTO blobs(id, size, refs, data) VALUES(?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs`),
 	}
+	rb, err := s.db.PrepareContext(ctx, "SELECT data, data IS NOT NULL FROM blobs WHERE id = ?")
+	s.hot.readBlob = rb
+	errs = append(errs, err)
 	return errors.Join(errs...)
 }

@@ -336,6 +336,7 @@ func (s *Store) DiscardBlob(ctx context.Context, id string) {
 	if !validBlobID(id) {
 		return
 	}
+	s.pending.drop(id)
 	var one int
 	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM blobs WHERE id = ?", id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {

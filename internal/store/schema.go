@@ -9,7 +9,7 @@ import (
 // migrations are applied in order, each once, forward only. Their index+1
 // is the schema version stored in PRAGMA user_version. Never edit a
 // published migration: append a new one.
-var migrations = []string{schemaV1, queueSchema}
+var migrations = []string{schemaV1, queueSchema, schemaV3}
 
 const schemaV1 = `
 CREATE TABLE domains(
@@ -77,6 +77,9 @@ CREATE TABLE tombstones(
 ) WITHOUT ROWID;
 CREATE INDEX tombstones_modseq ON tombstones(mailbox_id, modseq);
 `
+
+// schemaV3 keeps small messages inside the database (see inlineMax).
+const schemaV3 = `ALTER TABLE blobs ADD COLUMN data BLOB;`
 
 // migrate brings the database to the newest schema this binary knows.
 func (s *Store) migrate(ctx context.Context) error {

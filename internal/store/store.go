@@ -57,6 +57,7 @@ type Store struct {
 	maxBatch int
 	cur      *batch // owned by the writer goroutine
 	hot      hotStmts
+	pending  pendingBlobs
 
 	stats struct{ batches, writes, nanos atomic.Int64 }
 

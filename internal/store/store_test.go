@@ -188,12 +188,22 @@ func TestResolve(t *testing.T) {
 }
 
 func TestDeliverSharesBlob(t *testing.T) {
+	for _, size := range []struct {
+		name string
+		pad  int
+	}{{"inline", 0}, {"file", inlineMax}} {
+		t.Run(size.name, func(t *testing.T) { testDeliverSharesBlob(t, size.pad) })
+	}
+}
+
+func testDeliverSharesBlob(t *testing.T, pad int) {
 	s := openTest(t)
 	ctx := context.Background()
 	a := mustAccount(t, s, "a@example.org")
 	b := mustAccount(t, s, "b@example.org")
 	w, _ := s.NewBlob()
-	w.Write([]byte(msg("shared")))
+	body := msg("shared") + strings.Repeat("x", pad)
+	w.Write([]byte(body))
 	blob, err := w.Commit()
 	if err != nil {
 		t.Fatal(err)
@@ -206,6 +216,9 @@ func TestDeliverSharesBlob(t *testing.T) {
 	if err != nil || res[0].Err != nil || res[1].Err != nil || res[0].UID != 1 || res[1].UID != 1 {
 		t.Fatalf("deliver %+v %v", res, err)
 	}
+	if _, inline := s.pending.get(blob.ID); inline {
+		t.Error("inline blob still pending after its commit")
+	}
 	// Missing mailbox falls back to INBOX.
 	if mb, _ := s.MailboxByID(ctx, res[1].MailboxID); mb.Name != "INBOX" {
 		t.Errorf("fallback went to %s", mb.Name)
@@ -214,18 +227,31 @@ func TestDeliverSharesBlob(t *testing.T) {
 	if err != nil || got.Envelope.Subject != "shared" {
 		t.Fatalf("parsed %+v %v", got, err)
 	}
-	path := s.blobPath(blob.ID)
+	readBack := func() error {
+		b, err := s.readBlob(blob.ID)
+		if err == nil && string(b) != body {
+			t.Fatalf("read back %d bytes, want %d", len(b), len(body))
+		}
+		return err
+	}
+	_, statErr := os.Stat(s.blobPath(blob.ID))
+	if (pad == 0) != errors.Is(statErr, os.ErrNotExist) {
+		t.Errorf("pad %d: file exists: %v", pad, statErr)
+	}
 	if _, err := s.Expunge(ctx, res[0].MailboxID, []uint32{1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(path); err != nil {
-		t.Fatal("blob removed while still referenced")
+	if err := readBack(); err != nil {
+		t.Fatal("blob removed while still referenced:", err)
 	}
 	if _, err := s.Expunge(ctx, res[1].MailboxID, []uint32{1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+	if err := readBack(); err == nil {
 		t.Fatal("blob not removed with its last reference")
+	}
+	if _, err := os.Stat(s.blobPath(blob.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("file left behind")
 	}
 }
 
@@ -394,7 +420,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 func TestSweepBlobs(t *testing.T) {
 	s := openTest(t)
 	w, _ := s.NewBlob()
-	w.Write([]byte("orphan"))
+	w.Write([]byte(strings.Repeat("orphan", inlineMax)))
 	b, _ := w.Commit()
 	if n, _ := s.SweepBlobs(context.Background(), time.Hour); n != 0 {
 		t.Error("swept a young blob")
@@ -404,5 +430,38 @@ func TestSweepBlobs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.blobDir, b.ID[:2], b.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Error("orphan file still there")
+	}
+}
+
+func TestInlineBlobLifecycle(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	w, _ := s.NewBlob()
+	w.Write([]byte("small"))
+	b, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.readBlob(b.ID); err != nil || string(got) != "small" {
+		t.Fatalf("pending blob: %q %v", got, err)
+	}
+	s.DiscardBlob(ctx, b.ID)
+	if _, err := s.readBlob(b.ID); err == nil {
+		t.Fatal("discarded inline blob still readable")
+	}
+	// A blob that grows past the limit while written spills to a file.
+	w, _ = s.NewBlob()
+	for i := 0; i < 3; i++ {
+		w.Write([]byte(strings.Repeat("y", inlineMax/2)))
+	}
+	b, err = w.Commit()
+	if err != nil || b.Size != 3*inlineMax/2 {
+		t.Fatal(b, err)
+	}
+	if _, err := os.Stat(s.blobPath(b.ID)); err != nil {
+		t.Fatal("large blob not in a file:", err)
+	}
+	if got, _ := s.readBlob(b.ID); len(got) != 3*inlineMax/2 {
+		t.Fatalf("read %d", len(got))
 	}
 }

@@ -20,6 +20,8 @@ type writeReq struct {
 type batch struct {
 	removeBlobs []string       // blob files to delete after commit
 	touched     map[int64]bool // accounts to wake after commit
+	reqInlined  []string       // inline blobs stored by the current write
+	inlined     []string       // inline blobs stored by the writes that succeeded
 }
 
 // update runs fn in a write transaction shared with other concurrent
@@ -103,8 +105,11 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			fail(err)
 			return
 		}
+		b.reqInlined = b.reqInlined[:0]
 		errs[i] = r.fn(tx)
-		if errs[i] != nil {
+		if errs[i] == nil {
+			b.inlined = append(b.inlined, b.reqInlined...)
+		} else {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
 				tx.Rollback()
 				fail(err)
@@ -121,6 +126,8 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		fail(err)
 		return
 	}
+	// Committed inline blobs are read from the database from now on.
+	s.pending.drop(b.inlined...)
 	// Files of released blobs go before the writers hear back, so that a
 	// caller sees the effect of its own expunge.
 	for _, id := range b.removeBlobs {
