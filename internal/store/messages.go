@@ -503,7 +503,7 @@ func applyFlags(cur []string, u FlagUpdate) []string {
 // change (changed or not); failed the UIDs skipped because their modseq
 // was above UnchangedSince (RFC 7162 §3.1.3).
 func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) (updated []MessageInfo, failed []uint32, err error) {
-	err = s.update(ctx, func(tx *sql.Tx) error {
+	err = s.updateLazy(ctx, func(tx *sql.Tx) error {
 		updated, failed = nil, nil
 		acct, err := mailboxAccount(ctx, tx, mailboxID)
 		if err != nil {
@@ -557,7 +557,7 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 // ones that exist. It returns the UIDs removed, sorted.
 func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
 	var removed []uint32
-	err := s.update(ctx, func(tx *sql.Tx) error {
+	err := s.updateLazy(ctx, func(tx *sql.Tx) error {
 		removed = nil
 		acct, err := mailboxAccount(ctx, tx, mailboxID)
 		if err != nil {

@@ -56,6 +56,7 @@ type Store struct {
 	stopped  chan struct{}
 	maxBatch int
 	cur      *batch // owned by the writer goroutine
+	lazyMode bool   // synchronous=NORMAL is set on the writer connection
 	hot      hotStmts
 	pending  pendingBlobs
 

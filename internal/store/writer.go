@@ -14,6 +14,7 @@ type writeReq struct {
 	ctx  context.Context
 	fn   func(tx *sql.Tx) error
 	done chan error
+	lazy bool
 }
 
 // batch is the state of one group commit, owned by the writer goroutine.
@@ -29,7 +30,20 @@ type batch struct {
 // runs inside a savepoint: its error rolls back only its own changes.
 // fn must not block on anything but the database.
 func (s *Store) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return s.write(ctx, fn, false)
+}
+
+// updateLazy is update for changes whose loss in a power failure loses no
+// mail (flags, expunges): its commit is written to the WAL but not
+// fsynced, unless it shares a batch with a durable write. A process crash
+// (kill -9) loses nothing either way: the WAL is in the kernel's cache.
+// This is the difference Dovecot also makes between mail and flags.
+func (s *Store) updateLazy(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.write(ctx, fn, true)
+}
+
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: lazy}
 	select {
 	case s.reqs <- req:
 	case <-ctx.Done():
@@ -90,6 +104,21 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		}
 	}
 	ctx := context.Background()
+	lazy := true
+	for _, r := range reqs {
+		lazy = lazy && r.lazy
+	}
+	if lazy != s.lazyMode {
+		mode := "FULL"
+		if lazy {
+			mode = "NORMAL"
+		}
+		if _, err := s.wdb.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
+			fail(err)
+			return
+		}
+		s.lazyMode = lazy
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		fail(err)
@@ -129,7 +158,15 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 	// Committed inline blobs are read from the database from now on.
 	s.pending.drop(b.inlined...)
 	// Files of released blobs go before the writers hear back, so that a
-	// caller sees the effect of its own expunge.
+	// caller sees the effect of its own expunge. After a lazy commit the
+	// WAL is fsynced first: a file must never go while a row that could
+	// come back after a power failure still points at it.
+	if lazy && len(b.removeBlobs) > 0 {
+		if err := syncFile(filepath.Join(s.dir, "tern.db-wal")); err != nil {
+			s.log.Warn("syncing the WAL; keeping released files for the sweep", "err", err)
+			b.removeBlobs = nil
+		}
+	}
 	for _, id := range b.removeBlobs {
 		if err := os.Remove(s.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("removing blob", "blob", id, "err", err)
@@ -149,6 +186,15 @@ func (s *Store) touch(accountID int64) {
 	if s.cur != nil {
 		s.cur.touched[accountID] = true
 	}
+}
+
+func syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func syncDir(dir string) error {
