@@ -95,7 +95,7 @@ func (s *Store) Domains(ctx context.Context) ([]string, error) {
 
 // queryStrings runs a query of one text column.
 func (s *Store) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (s *Store) queryStrings(ctx context.Context, query string, args ...any) ([]
 // IsLocalDomain reports whether mail for the domain is delivered here.
 func (s *Store) IsLocalDomain(ctx context.Context, name string) (bool, error) {
 	var one int
-	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM domains WHERE name = ?", normDomain(name)).Scan(&one)
+	err := s.queryRow(ctx, "SELECT 1 FROM domains WHERE name = ?", normDomain(name)).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -217,7 +217,7 @@ func scanAccount(r scanner) (Account, error) {
 
 // Accounts lists all accounts, sorted by address.
 func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+accountCols+" FROM accounts ORDER BY address")
+	rows, err := s.query(ctx, "SELECT "+accountCols+" FROM accounts ORDER BY address")
 	if err != nil {
 		return nil, err
 	}
@@ -235,12 +235,12 @@ func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 
 // AccountByAddress finds an account by its address, case-insensitively.
 func (s *Store) AccountByAddress(ctx context.Context, address string) (Account, error) {
-	return scanAccount(s.db.QueryRowContext(ctx, "SELECT "+accountCols+" FROM accounts WHERE address = ?", strings.TrimSpace(address)))
+	return scanAccount(s.queryRow(ctx, "SELECT "+accountCols+" FROM accounts WHERE address = ?", strings.TrimSpace(address)))
 }
 
 // AccountByID finds an account by id.
 func (s *Store) AccountByID(ctx context.Context, id int64) (Account, error) {
-	return scanAccount(s.db.QueryRowContext(ctx, "SELECT "+accountCols+" FROM accounts WHERE id = ?", id))
+	return scanAccount(s.queryRow(ctx, "SELECT "+accountCols+" FROM accounts WHERE id = ?", id))
 }
 
 // AddAlias creates or replaces an alias. A target is an address, local or
@@ -287,7 +287,7 @@ func (s *Store) DeleteAlias(ctx context.Context, alias string) error {
 
 // Aliases lists all aliases, sorted by address.
 func (s *Store) Aliases(ctx context.Context) ([]Alias, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT address, targets FROM aliases ORDER BY address")
+	rows, err := s.query(ctx, "SELECT address, targets FROM aliases ORDER BY address")
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +403,7 @@ func (s *Store) resolveAll(ctx context.Context, targets []string, depth int, res
 
 func (s *Store) aliasTargets(ctx context.Context, addr string) ([]string, error) {
 	var t string
-	err := s.db.QueryRowContext(ctx, "SELECT targets FROM aliases WHERE address = ?", addr).Scan(&t)
+	err := s.queryRow(ctx, "SELECT targets FROM aliases WHERE address = ?", addr).Scan(&t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -295,7 +295,7 @@ func (s *Store) SweepBlobs(ctx context.Context, minAge time.Duration) (int, erro
 				continue
 			}
 			var one int
-			err = s.db.QueryRowContext(ctx, "SELECT 1 FROM blobs WHERE id = ?", id).Scan(&one)
+			err = s.queryRow(ctx, "SELECT 1 FROM blobs WHERE id = ?", id).Scan(&one)
 			if errors.Is(err, sql.ErrNoRows) {
 				if os.Remove(filepath.Join(s.blobDir, d.Name(), id)) == nil {
 					removed++

@@ -18,6 +18,7 @@ type hotStmts struct {
 	chargeAccount *sql.Stmt
 	bumpMailbox   *sql.Stmt
 	insertMessage *sql.Stmt
+	insertMeta    *sql.Stmt
 	refBlob       *sql.Stmt
 	readBlob      *sql.Stmt // on the reader pool
 }
@@ -35,8 +36,9 @@ func (s *Store) prepareHot(ctx context.Context) error {
 		duplicate:     prep("SELECT 1 FROM messages WHERE mailbox_id = ? AND digest = ? LIMIT 1"),
 		chargeAccount: prep("UPDATE accounts SET used_bytes = used_bytes + ?, modseq = modseq + 1 WHERE id = ? RETURNING quota_bytes, used_bytes, modseq"),
 		bumpMailbox:   prep("UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = ? WHERE id = ?"),
-		insertMessage: prep(`INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest, meta)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		insertMessage: prep(`INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		insertMeta: prep("INSERT INTO message_meta(message_id, meta) VALUES(?, ?)"),
 		refBlob: prep(`INSERT INTO blobs(id, size, refs, data) VALUES(?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs`),
 	}
@@ -44,4 +46,41 @@ func (s *Store) prepareHot(ctx context.Context) error {
 	s.hot.readBlob = rb
 	errs = append(errs, err)
 	return errors.Join(errs...)
+}
+
+// readStmt returns the reader pool's prepared statement for a query,
+// preparing it on first use (database/sql prepares it again on each pool
+// connection as needed).
+func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.reads.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.reads.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// query runs a read through a cached prepared statement.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// queryRow is QueryRow through a cached prepared statement.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		// Let the error surface at Scan, as database/sql does.
+		return s.db.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
 }

@@ -10,7 +10,7 @@ import (
 // only the (mailbox_id, uid) index, so a million-message SELECT stays
 // fast and small (4 bytes a message).
 func (s *Store) MessageUIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+	rows, err := s.query(ctx, "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
 	if err != nil {
 		return nil, err
 	}
@@ -30,6 +30,6 @@ func (s *Store) MessageUIDs(ctx context.Context, mailboxID int64) ([]uint32, err
 // partial index of unseen messages (IMAP4rev1 SELECT's [UNSEEN n]).
 func (s *Store) FirstUnseenUID(ctx context.Context, mailboxID int64) (uint32, error) {
 	var first sql.NullInt64
-	err := s.db.QueryRowContext(ctx, "SELECT min(uid) FROM messages WHERE mailbox_id = ? AND seen = 0", mailboxID).Scan(&first)
+	err := s.queryRow(ctx, "SELECT min(uid) FROM messages WHERE mailbox_id = ? AND seen = 0", mailboxID).Scan(&first)
 	return uint32(first.Int64), err
 }

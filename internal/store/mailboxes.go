@@ -70,7 +70,7 @@ func scanMailbox(r scanner) (Mailbox, error) {
 
 // Mailboxes lists an account's mailboxes sorted by name.
 func (s *Store) Mailboxes(ctx context.Context, accountID int64) ([]Mailbox, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.account_id = ? ORDER BY m.name", accountID)
+	rows, err := s.query(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.account_id = ? ORDER BY m.name", accountID)
 	if err != nil {
 		return nil, err
 	}
@@ -92,12 +92,12 @@ func (s *Store) MailboxByName(ctx context.Context, accountID int64, name string)
 	if err != nil {
 		return Mailbox{}, fmt.Errorf("mailbox %q: %w", name, ErrNotFound)
 	}
-	return scanMailbox(s.db.QueryRowContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.account_id = ? AND m.name = ?", accountID, name))
+	return scanMailbox(s.queryRow(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.account_id = ? AND m.name = ?", accountID, name))
 }
 
 // MailboxByID finds a mailbox by id.
 func (s *Store) MailboxByID(ctx context.Context, id int64) (Mailbox, error) {
-	return scanMailbox(s.db.QueryRowContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.id = ?", id))
+	return scanMailbox(s.queryRow(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.id = ?", id))
 }
 
 // newUIDValidity returns a value never used before in this database: the
@@ -244,7 +244,7 @@ func (s *Store) Subscriptions(ctx context.Context, accountID int64) ([]string, e
 func (s *Store) MailboxCounts(ctx context.Context, mailboxID int64) (Counts, error) {
 	var c Counts
 	var first sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(seen = 0), 0), coalesce(sum(deleted), 0), coalesce(sum(size), 0),
+	err := s.queryRow(ctx, `SELECT count(*), coalesce(sum(seen = 0), 0), coalesce(sum(deleted), 0), coalesce(sum(size), 0),
 		(SELECT min(uid) FROM messages WHERE mailbox_id = ?1 AND seen = 0)
 		FROM messages WHERE mailbox_id = ?1`, mailboxID).Scan(&c.Messages, &c.Unseen, &c.Deleted, &c.Size, &first)
 	c.FirstUnseenUID = uint32(first.Int64)

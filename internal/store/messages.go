@@ -256,9 +256,13 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 		return r, err
 	}
 	flags := NormalizeFlags(t.Flags)
-	_, err = tx.StmtContext(ctx, s.hot.insertMessage).ExecContext(ctx, id, uid, modseq, strings.Join(flags, " "),
-		boolInt(hasFlag(flags, `\Seen`)), boolInt(hasFlag(flags, `\Deleted`)), d.InternalDate.Unix(), size, d.Blob.ID, d.Blob.Digest, meta)
+	var rowID int64
+	err = tx.StmtContext(ctx, s.hot.insertMessage).QueryRowContext(ctx, id, uid, modseq, strings.Join(flags, " "),
+		boolInt(hasFlag(flags, `\Seen`)), boolInt(hasFlag(flags, `\Deleted`)), d.InternalDate.Unix(), size, d.Blob.ID, d.Blob.Digest).Scan(&rowID)
 	if err != nil {
+		return r, err
+	}
+	if _, err := tx.StmtContext(ctx, s.hot.insertMeta).ExecContext(ctx, rowID, meta); err != nil {
 		return r, err
 	}
 	r.UID = uid
@@ -338,7 +342,7 @@ func (s *Store) DiscardBlob(ctx context.Context, id string) {
 	}
 	s.pending.drop(id)
 	var one int
-	err := s.db.QueryRowContext(ctx, "SELECT 1 FROM blobs WHERE id = ?", id).Scan(&one)
+	err := s.queryRow(ctx, "SELECT 1 FROM blobs WHERE id = ?", id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		if err := removeFile(s.blobPath(id)); err != nil {
 			s.log.Warn("discarding blob", "blob", id, "err", err)
@@ -368,7 +372,7 @@ func (s *Store) queryInfos(ctx context.Context, q *sql.Tx, query string, args ..
 	if q != nil {
 		rows, err = q.QueryContext(ctx, query, args...)
 	} else {
-		rows, err = s.db.QueryContext(ctx, query, args...)
+		rows, err = s.query(ctx, query, args...)
 	}
 	if err != nil {
 		return nil, err
@@ -397,7 +401,7 @@ func (s *Store) Messages(ctx context.Context, mailboxID int64, minUID, maxUID ui
 // Parsed returns what delivery stored about a message's structure.
 func (s *Store) Parsed(ctx context.Context, mailboxID int64, uid uint32) (*message.Parsed, error) {
 	var meta []byte
-	err := s.db.QueryRowContext(ctx, "SELECT meta FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, uid).Scan(&meta)
+	err := s.queryRow(ctx, "SELECT mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.mailbox_id = ? AND m.uid = ?", mailboxID, uid).Scan(&meta)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", uid, ErrNotFound)
 	} else if err != nil {
@@ -411,7 +415,7 @@ func (s *Store) Parsed(ctx context.Context, mailboxID int64, uid uint32) (*messa
 func (s *Store) ParsedMany(ctx context.Context, mailboxID int64, uids []uint32) (map[uint32]*message.Parsed, error) {
 	out := make(map[uint32]*message.Parsed, len(uids))
 	for _, r := range uidRanges(uids) {
-		rows, err := s.db.QueryContext(ctx, "SELECT uid, meta FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ?", mailboxID, r[0], r[1])
+		rows, err := s.query(ctx, "SELECT m.uid, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?", mailboxID, r[0], r[1])
 		if err != nil {
 			return nil, err
 		}
@@ -677,10 +681,15 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 		}
 		var size int64
 		for _, m := range infos {
-			_, err := tx.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest, meta)
-				SELECT ?, ?, ?, flags, seen, deleted, internal_date, size, blob_id, digest, meta FROM messages WHERE mailbox_id = ? AND uid = ?`,
-				dst, uidNext, modseq, src, m.UID)
+			var srcID, dstID int64
+			err := tx.QueryRowContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
+				SELECT ?, ?, ?, flags, seen, deleted, internal_date, size, blob_id, digest FROM messages WHERE mailbox_id = ? AND uid = ?
+				RETURNING id, (SELECT id FROM messages WHERE mailbox_id = ? AND uid = ?)`,
+				dst, uidNext, modseq, src, m.UID, src, m.UID).Scan(&dstID, &srcID)
 			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO message_meta(message_id, meta) SELECT ?, meta FROM message_meta WHERE message_id = ?", dstID, srcID); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, "UPDATE blobs SET refs = refs + 1 WHERE id = ?", m.BlobID); err != nil {
@@ -712,7 +721,7 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 	if err != nil {
 		return nil, nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, modseq)
+	rows, err := s.query(ctx, "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, modseq)
 	if err != nil {
 		return nil, nil, err
 	}

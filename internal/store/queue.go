@@ -115,7 +115,7 @@ func scanQueue(r rowScanner) (QueueEntry, error) {
 }
 
 func (s *Store) queryQueue(ctx context.Context, query string, args ...any) ([]QueueEntry, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (s *Store) QueueAfter(ctx context.Context, afterID int64, limit int) ([]Que
 // QueueMaxID returns the highest id ever given to an entry (0 if none).
 func (s *Store) QueueMaxID(ctx context.Context) (int64, error) {
 	var id int64
-	err := s.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'queue'), 0)`).Scan(&id)
+	err := s.queryRow(ctx, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'queue'), 0)`).Scan(&id)
 	return id, err
 }
 
@@ -161,7 +161,7 @@ func (s *Store) QueueMaxID(ctx context.Context) (int64, error) {
 // is false when there is none.
 func (s *Store) QueueNext(ctx context.Context, after time.Time) (t time.Time, ok bool, err error) {
 	var n sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM queue WHERE next_attempt > ?`, after.UnixNano()).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, `SELECT MIN(next_attempt) FROM queue WHERE next_attempt > ?`, after.UnixNano()).Scan(&n); err != nil {
 		return time.Time{}, false, err
 	}
 	if !n.Valid {
@@ -182,13 +182,13 @@ func (s *Store) QueueList(ctx context.Context, afterID int64, limit int) ([]Queu
 // QueueCount returns the number of queued messages.
 func (s *Store) QueueCount(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM queue`).Scan(&n)
+	err := s.queryRow(ctx, `SELECT COUNT(*) FROM queue`).Scan(&n)
 	return n, err
 }
 
 // QueueGet returns one entry; ErrNotFound when it is gone.
 func (s *Store) QueueGet(ctx context.Context, id int64) (QueueEntry, error) {
-	e, err := scanQueue(s.db.QueryRowContext(ctx, `SELECT `+queueCols+` FROM queue WHERE id = ?`, id))
+	e, err := scanQueue(s.queryRow(ctx, `SELECT `+queueCols+` FROM queue WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, fmt.Errorf("queue %d: %w", id, ErrNotFound)
 	}

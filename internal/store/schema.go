@@ -9,7 +9,7 @@ import (
 // migrations are applied in order, each once, forward only. Their index+1
 // is the schema version stored in PRAGMA user_version. Never edit a
 // published migration: append a new one.
-var migrations = []string{schemaV1, queueSchema, schemaV3}
+var migrations = []string{schemaV1, queueSchema, schemaV3, schemaV4, schemaV5}
 
 const schemaV1 = `
 CREATE TABLE domains(
@@ -80,6 +80,23 @@ CREATE INDEX tombstones_modseq ON tombstones(mailbox_id, modseq);
 
 // schemaV3 keeps small messages inside the database (see inlineMax).
 const schemaV3 = `ALTER TABLE blobs ADD COLUMN data BLOB;`
+
+// schemaV4 is a covering index for the per-message state that IMAP and
+// POP3 list (MessageInfo): listing reads the index alone, never the wide
+// rows that carry the parsed structure.
+const schemaV4 = `CREATE INDEX messages_info ON messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id);`
+
+// schemaV5 moves the parsed structure out of the message rows, which
+// flag changes rewrite: a STORE on many messages then writes a few pages
+// of narrow rows instead of every page holding a wide one.
+const schemaV5 = `
+CREATE TABLE message_meta(
+	message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+	meta BLOB NOT NULL
+);
+INSERT INTO message_meta(message_id, meta) SELECT id, meta FROM messages;
+ALTER TABLE messages DROP COLUMN meta;
+`
 
 // migrate brings the database to the newest schema this binary knows.
 func (s *Store) migrate(ctx context.Context) error {

@@ -59,6 +59,7 @@ type Store struct {
 	lazyMode bool   // synchronous=NORMAL is set on the writer connection
 	hot      hotStmts
 	pending  pendingBlobs
+	reads    sync.Map // query -> *sql.Stmt on db
 
 	stats struct{ batches, writes, nanos atomic.Int64 }
 
@@ -134,7 +135,7 @@ func (s *Store) Close() error {
 // ("ok" when sound).
 func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
 	var res string
-	err := s.db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res)
+	err := s.queryRow(ctx, "PRAGMA integrity_check").Scan(&res)
 	return res, err
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -463,5 +464,40 @@ func TestInlineBlobLifecycle(t *testing.T) {
 	}
 	if got, _ := s.readBlob(b.ID); len(got) != 3*inlineMax/2 {
 		t.Fatalf("read %d", len(got))
+	}
+}
+
+// A database written before the parsed structure moved out of the message
+// rows keeps its messages' structure through the migration.
+func TestMigrateMetaOut(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, m := range migrations[:4] {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatalf("migration %d: %v", v+1, err)
+		}
+	}
+	_, err = db.Exec(`PRAGMA user_version = 4;
+		INSERT INTO domains(name) VALUES('example.org');
+		INSERT INTO accounts(address, domain_id, password_hash, created) VALUES('a@example.org', 1, 'h', 0);
+		INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES(1, 'INBOX', 1);
+		INSERT INTO messages(mailbox_id, uid, modseq, internal_date, size, blob_id, digest, meta)
+			VALUES(1, 1, 2, 0, 10, '00000000000000000000000000000000', 'd', '{"env":{"subject":"kept"}}');`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s2, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	p, err := s2.Parsed(ctx, 1, 1)
+	if err != nil || p.Envelope.Subject != "kept" {
+		t.Fatalf("after migration: %+v %v", p, err)
 	}
 }
