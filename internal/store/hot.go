@@ -19,6 +19,7 @@ type hotStmts struct {
 	bumpMailbox   *sql.Stmt
 	insertMessage *sql.Stmt
 	insertMeta    *sql.Stmt
+	infosRange    *sql.Stmt
 	refBlob       *sql.Stmt
 	readBlob      *sql.Stmt // on the reader pool
 }
@@ -39,6 +40,7 @@ func (s *Store) prepareHot(ctx context.Context) error {
 		insertMessage: prep(`INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		insertMeta: prep("INSERT INTO message_meta(message_id, meta) VALUES(?, ?)"),
+		infosRange: prep("SELECT " + infoCols + " FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid"),
 		refBlob: prep(`INSERT INTO blobs(id, size, refs, data) VALUES(?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs`),
 	}

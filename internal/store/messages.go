@@ -367,13 +367,14 @@ func scanInfo(r scanner) (MessageInfo, error) {
 }
 
 func (s *Store) queryInfos(ctx context.Context, q *sql.Tx, query string, args ...any) ([]MessageInfo, error) {
-	var rows *sql.Rows
-	var err error
 	if q != nil {
-		rows, err = q.QueryContext(ctx, query, args...)
-	} else {
-		rows, err = s.query(ctx, query, args...)
+		return scanInfos(q.QueryContext(ctx, query, args...))
 	}
+	return scanInfos(s.query(ctx, query, args...))
+}
+
+// scanInfos reads MessageInfo rows.
+func scanInfos(rows *sql.Rows, err error) ([]MessageInfo, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -467,7 +468,7 @@ func uidRanges(uids []uint32) [][2]uint32 {
 func (s *Store) infosByUIDs(ctx context.Context, tx *sql.Tx, mailboxID int64, uids []uint32) ([]MessageInfo, error) {
 	var out []MessageInfo
 	for _, r := range uidRanges(uids) {
-		infos, err := s.queryInfos(ctx, tx, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", mailboxID, r[0], r[1])
+		infos, err := scanInfos(tx.StmtContext(ctx, s.hot.infosRange).QueryContext(ctx, mailboxID, r[0], r[1]))
 		if err != nil {
 			return nil, err
 		}
