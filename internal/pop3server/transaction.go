@@ -154,13 +154,17 @@ func (s *session) send(arg string, bodyLines int) reply {
 
 // openMessage opens a message's bytes for sending.
 func (s *session) openMessage(m *msg) (io.ReadCloser, error) {
+	if store.Inline(m.size) {
+		// Small messages live inside the database, not in files.
+		return s.srv.cfg.Store.OpenBlob(m.blobID)
+	}
 	path, err := s.srv.cfg.Store.BlobPath(m.blobID)
 	if err != nil {
 		return nil, err
 	}
 	f, err := openBlobFile(path, m.size)
 	if errors.Is(err, fs.ErrNotExist) {
-		// Small messages live inside the database, not in files.
+		// Stored before the size limit for inline blobs changed.
 		return s.srv.cfg.Store.OpenBlob(m.blobID)
 	}
 	return f, err

@@ -33,6 +33,10 @@ type Blob struct {
 // WAL fsync. Larger messages are files, read in place.
 const inlineMax = 64 << 10
 
+// Inline reports whether a blob of this size is kept in the database
+// rather than in a file (readers that open files themselves ask first).
+func Inline(size int64) bool { return size <= inlineMax }
+
 // BlobWriter writes one message. Up to inlineMax bytes it stays in
 // memory and becomes a row of the blobs table with the first reference;
 // beyond, it spills to a file. Commit makes it durable (for a file:
