@@ -170,9 +170,8 @@ func (s *Store) OpenBlob(id string) (BlobReader, error) {
 		return memBlob{bytes.NewReader(data)}, nil
 	}
 	var data []byte
-	var inline bool
-	err := s.hot.readBlob.QueryRow(id).Scan(&data, &inline)
-	if err == nil && inline {
+	err := s.hot.readBlob.QueryRow(id).Scan(&data)
+	if err == nil {
 		return memBlob{bytes.NewReader(data)}, nil
 	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -245,19 +244,22 @@ func validBlobID(id string) bool {
 func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 	ctx := context.Background()
 	if delta > 0 {
-		var data any // NULL: the bytes are a file
-		if d, ok := s.pending.get(b.ID); ok {
-			data = d
-			if s.cur != nil {
-				s.cur.reqInlined = append(s.cur.reqInlined, b.ID)
-			}
+		data, inline := s.pending.get(b.ID)
+		if _, err := tx.StmtContext(ctx, s.hot.refBlob).ExecContext(ctx, b.ID, b.Size, delta, inline); err != nil {
+			return err
 		}
-		_, err := tx.StmtContext(ctx, s.hot.refBlob).ExecContext(ctx, b.ID, b.Size, delta, data)
+		if !inline {
+			return nil
+		}
+		if s.cur != nil {
+			s.cur.reqInlined = append(s.cur.reqInlined, b.ID)
+		}
+		_, err := tx.StmtContext(ctx, s.hot.blobData).ExecContext(ctx, b.ID, data)
 		return err
 	}
 	var refs int
 	var file bool
-	err := tx.QueryRowContext(ctx, "UPDATE blobs SET refs = refs + ? WHERE id = ? RETURNING refs, data IS NULL", delta, b.ID).Scan(&refs, &file)
+	err := tx.QueryRowContext(ctx, "UPDATE blobs SET refs = refs + ? WHERE id = ? RETURNING refs, NOT inline", delta, b.ID).Scan(&refs, &file)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", b.ID, err)
 	}

@@ -21,6 +21,7 @@ type hotStmts struct {
 	insertMeta    *sql.Stmt
 	infosRange    *sql.Stmt
 	refBlob       *sql.Stmt
+	blobData      *sql.Stmt
 	readBlob      *sql.Stmt // on the reader pool
 }
 
@@ -41,10 +42,11 @@ func (s *Store) prepareHot(ctx context.Context) error {
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		insertMeta: prep("INSERT INTO message_meta(message_id, meta) VALUES(?, ?)"),
 		infosRange: prep("SELECT " + infoCols + " FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid"),
-		refBlob: prep(`INSERT INTO blobs(id, size, refs, data) VALUES(?, ?, ?, ?)
+		refBlob: prep(`INSERT INTO blobs(id, size, refs, inline) VALUES(?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs`),
+		blobData: prep("INSERT OR IGNORE INTO blob_data(id, data) VALUES(?, ?)"),
 	}
-	rb, err := s.db.PrepareContext(ctx, "SELECT data, data IS NOT NULL FROM blobs WHERE id = ?")
+	rb, err := s.db.PrepareContext(ctx, "SELECT data FROM blob_data WHERE id = ?")
 	s.hot.readBlob = rb
 	errs = append(errs, err)
 	return errors.Join(errs...)

@@ -9,7 +9,7 @@ import (
 // migrations are applied in order, each once, forward only. Their index+1
 // is the schema version stored in PRAGMA user_version. Never edit a
 // published migration: append a new one.
-var migrations = []string{schemaV1, queueSchema, schemaV3, schemaV4, schemaV5, schemaV6}
+var migrations = []string{schemaV1, queueSchema, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7}
 
 const schemaV1 = `
 CREATE TABLE domains(
@@ -101,6 +101,20 @@ ALTER TABLE messages DROP COLUMN meta;
 // schemaV6 finds the \Deleted messages of a mailbox (EXPUNGE, CLOSE)
 // without visiting the others.
 const schemaV6 = `CREATE INDEX messages_deleted ON messages(mailbox_id, uid) WHERE deleted = 1;`
+
+// schemaV7 moves inline message bytes out of the blobs table: blobs is a
+// WITHOUT ROWID table, which SQLite keeps fast only for small rows, and
+// 4 KiB payloads in its b-tree made every lookup walk overflow pages.
+const schemaV7 = `
+ALTER TABLE blobs ADD COLUMN inline INTEGER NOT NULL DEFAULT 0;
+UPDATE blobs SET inline = 1 WHERE data IS NOT NULL;
+CREATE TABLE blob_data(
+	id TEXT PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,
+	data BLOB NOT NULL
+);
+INSERT INTO blob_data(id, data) SELECT id, data FROM blobs WHERE data IS NOT NULL;
+ALTER TABLE blobs DROP COLUMN data;
+`
 
 // migrate brings the database to the newest schema this binary knows.
 func (s *Store) migrate(ctx context.Context) error {
