@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Action values of RFC 3464 §2.3.3.
@@ -57,12 +58,13 @@ type Recipient struct {
 var ErrSyntax = errors.New("dsn: malformed delivery-status")
 
 // clean makes a field value safe for one header line: control characters
-// become spaces and runs of white space fold to one.
+// and white space (Unicode's too) fold to one ASCII space, none at the ends.
 func clean(s string) string {
 	var b strings.Builder
 	space := false
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == ' ' {
+		// Any Unicode space counts, as for the strings.TrimSpace of Parse.
+		if r < 0x20 || r == 0x7f || unicode.IsSpace(r) {
 			space = true
 			continue
 		}
