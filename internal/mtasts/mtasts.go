@@ -92,10 +92,11 @@ func ParsePolicy(b []byte) (*Policy, error) {
 			}
 			p.Mode = v
 		case "mx":
-			if v == "" || strings.ContainsAny(v, " \t") {
+			mx := strings.ToLower(strings.TrimSuffix(v, "."))
+			if mx == "" || strings.ContainsAny(mx, " \t") {
 				return nil, fmt.Errorf("%w: mx %q", ErrSyntax, v)
 			}
-			p.MX = append(p.MX, strings.ToLower(strings.TrimSuffix(v, ".")))
+			p.MX = append(p.MX, mx)
 		case "max_age":
 			n, err := strconv.ParseUint(v, 10, 32)
 			if err != nil || len(v) > 10 {
