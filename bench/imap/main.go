@@ -33,7 +33,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
-	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -42,6 +41,7 @@ import (
 	"github.com/tern-mail/tern/internal/imapserver"
 	"github.com/tern-mail/tern/internal/message"
 	"github.com/tern-mail/tern/internal/store"
+	"github.com/tern-mail/tern/internal/testutil"
 )
 
 const password = "bench-password"
@@ -77,14 +77,9 @@ func main() {
 func userName(i int) string { return fmt.Sprintf("user%d@bench.test", i) }
 
 func corpusFiles(dir string, n int) ([]string, error) {
-	var files []string
-	for _, g := range []string{"easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"} {
-		m, err := filepath.Glob(filepath.Join(dir, g, "*.txt"))
-		if err != nil {
-			return nil, err
-		}
-		sort.Strings(m)
-		files = append(files, m...)
+	files, err := testutil.ListCorpus(dir)
+	if err != nil {
+		return nil, err
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("no corpus messages under %s", dir)

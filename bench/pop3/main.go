@@ -27,7 +27,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +37,7 @@ import (
 	"github.com/tern-mail/tern/internal/message"
 	"github.com/tern-mail/tern/internal/pop3server"
 	"github.com/tern-mail/tern/internal/store"
+	"github.com/tern-mail/tern/internal/testutil"
 )
 
 const password = "bench-password"
@@ -68,14 +68,9 @@ func userName(i int) string { return fmt.Sprintf("user%d@bench.test", i) }
 
 // corpusFiles lists the corpus .txt files in a stable order.
 func corpusFiles(dir string, n int) ([]string, error) {
-	var files []string
-	for _, g := range []string{"easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"} {
-		m, err := filepath.Glob(filepath.Join(dir, g, "*.txt"))
-		if err != nil {
-			return nil, err
-		}
-		sort.Strings(m)
-		files = append(files, m...)
+	files, err := testutil.ListCorpus(dir)
+	if err != nil {
+		return nil, err
 	}
 	if len(files) < n {
 		return nil, fmt.Errorf("corpus has %d messages, want %d", len(files), n)

@@ -1,6 +1,6 @@
-// Package testutil holds helpers shared by tests: locating the message
-// corpus and deciding whether a test that needs an external program runs,
-// skips, or fails. It is imported only from _test.go files.
+// Package testutil holds helpers shared by tests (and the benchmarks in
+// bench/): locating the message corpus and deciding whether a test that
+// needs an external program runs, skips, or fails.
 package testutil
 
 import (
@@ -63,23 +63,35 @@ func CorpusDir(t testing.TB) string {
 	return dir
 }
 
-// CorpusFiles lists the corpus .txt files (byte-exact messages) in a stable
-// order; groups limits them to some of easy-ham-1, easy-ham-2, hard-ham-1,
-// spam-1, spam-2.
-func CorpusFiles(t testing.TB, groups ...string) []string {
-	t.Helper()
-	dir := CorpusDir(t)
+// CorpusGroups are the corpus's folders, in the order listings use.
+var CorpusGroups = []string{"easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"}
+
+// ListCorpus lists the .txt files (byte-exact messages) of a corpus data
+// directory in a stable order, all groups or the ones named. Benchmarks
+// use it as well as tests.
+func ListCorpus(dir string, groups ...string) ([]string, error) {
 	if len(groups) == 0 {
-		groups = []string{"easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"}
+		groups = CorpusGroups
 	}
 	var files []string
 	for _, g := range groups {
 		m, err := filepath.Glob(filepath.Join(dir, g, "*.txt"))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		sort.Strings(m)
 		files = append(files, m...)
+	}
+	return files, nil
+}
+
+// CorpusFiles lists the corpus .txt files (byte-exact messages) in a stable
+// order; groups limits them to some of CorpusGroups.
+func CorpusFiles(t testing.TB, groups ...string) []string {
+	t.Helper()
+	files, err := ListCorpus(CorpusDir(t), groups...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return files
 }
