@@ -239,14 +239,3 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 func (s *Store) Subscriptions(ctx context.Context, accountID int64) ([]string, error) {
 	return s.queryStrings(ctx, "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", accountID)
 }
-
-// MailboxCounts counts a mailbox's messages.
-func (s *Store) MailboxCounts(ctx context.Context, mailboxID int64) (Counts, error) {
-	var c Counts
-	var first sql.NullInt64
-	err := s.queryRow(ctx, `SELECT count(*), coalesce(sum(seen = 0), 0), coalesce(sum(deleted), 0), coalesce(sum(size), 0),
-		(SELECT min(uid) FROM messages WHERE mailbox_id = ?1 AND seen = 0)
-		FROM messages WHERE mailbox_id = ?1`, mailboxID).Scan(&c.Messages, &c.Unseen, &c.Deleted, &c.Size, &first)
-	c.FirstUnseenUID = uint32(first.Int64)
-	return c, err
-}
