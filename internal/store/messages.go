@@ -246,11 +246,8 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 	if err != nil {
 		return r, err
 	}
-	if !d.IgnoreQuota && quota > 0 && used > quota && size > 0 {
-		if _, err := tx.ExecContext(ctx, "UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", size, t.AccountID); err != nil {
-			return r, err
-		}
-		return r, fmt.Errorf("account %d: %w", t.AccountID, ErrOverQuota)
+	if err := refundOverQuota(ctx, tx, t.AccountID, size, quota, used, d.IgnoreQuota); err != nil {
+		return r, err
 	}
 	if _, err := tx.StmtContext(ctx, s.hot.bumpMailbox).ExecContext(ctx, modseq, id); err != nil {
 		return r, err
@@ -278,13 +275,20 @@ func chargeQuota(ctx context.Context, tx *sql.Tx, accountID, size int64, ignore 
 	if err != nil {
 		return err
 	}
-	if !ignore && quota > 0 && used > quota && size > 0 {
-		if _, err := tx.ExecContext(ctx, "UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", size, accountID); err != nil {
-			return err
-		}
-		return fmt.Errorf("account %d: %w", accountID, ErrOverQuota)
+	return refundOverQuota(ctx, tx, accountID, size, quota, used, ignore)
+}
+
+// refundOverQuota takes back a charge of size bytes that brought an
+// account's usage to used, over its quota, and fails with ErrOverQuota
+// (unless ignore). Growing within the quota, or shrinking, passes.
+func refundOverQuota(ctx context.Context, tx *sql.Tx, accountID, size, quota, used int64, ignore bool) error {
+	if ignore || quota <= 0 || used <= quota || size <= 0 {
+		return nil
 	}
-	return nil
+	if _, err := tx.ExecContext(ctx, "UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", size, accountID); err != nil {
+		return err
+	}
+	return fmt.Errorf("account %d: %w", accountID, ErrOverQuota)
 }
 
 // Append writes a message's bytes, parses them and stores the message in
