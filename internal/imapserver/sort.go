@@ -15,15 +15,16 @@ import (
 type sortItem struct {
 	seq, uid  uint32
 	arrival   time.Time
-	date      time.Time
+	date      time.Time // sent date (RFC 5256 §2.2)
 	size      int64
-	subject   string // base subject
+	subject   string // base subject (RFC 5256 §2.1)
+	replyFwd  bool   // the subject marks a reply or forward
 	from, to  string
 	cc        string
 	dispFrom  string
 	dispTo    string
-	messageID string
-	parentIDs []string // References then In-Reply-To, oldest first
+	messageID string   // without angle brackets; "" if none is valid
+	refs      []string // the references, oldest first (RFC 5256 §3 step 1)
 }
 
 func decodeWords(s string) string {
@@ -34,49 +35,164 @@ func decodeWords(s string) string {
 	return s
 }
 
-// baseSubject implements RFC 5256 §2.1 (without the charset step).
+// baseSubject is the base subject of RFC 5256 §2.1.
 func baseSubject(s string) string {
-	s = strings.ToLower(strings.Join(strings.Fields(decodeWords(s)), " "))
+	b, _ := baseSubjectRF(s)
+	return b
+}
+
+// baseSubjectRF extracts the base subject of RFC 5256 §2.1 and reports
+// whether the subject marks a reply or forward: step 2 removed "(fwd)",
+// step 3 removed a subj-refwd, or step 6 removed a "[fwd: ...]" wrapper.
+// The result is upper-cased: RFC 5256 compares subjects with
+// i;unicode-casemap (RFC 5051), whose title case upper case stands in for.
+func baseSubjectRF(s string) (string, bool) {
+	// (1) Decode encoded words; tabs, continuations and runs of white
+	// space become one space.
+	s = strings.ToUpper(strings.Join(strings.Fields(decodeWords(s)), " "))
+	rf := false
 	for {
-		old := s
-		for _, suf := range []string{"(fwd)", " "} {
-			s = strings.TrimSuffix(s, suf)
-		}
+		// (2) subj-trailer = "(fwd)" / WSP, repeatedly.
 		for {
-			t := strings.TrimLeft(s, " ")
-			t = stripBlob(t)
-			switch {
-			case strings.HasPrefix(t, "re:"):
-				t = t[3:]
-			case strings.HasPrefix(t, "fw:"):
-				t = t[3:]
-			case strings.HasPrefix(t, "fwd:"):
-				t = t[4:]
+			if t, ok := strings.CutSuffix(s, "(FWD)"); ok {
+				s, rf = t, true
+			} else if t, ok := strings.CutSuffix(s, " "); ok {
+				s = t
+			} else {
+				break
+			}
+		}
+		// (3), (4), (5): leaders and blobs until none is left.
+		for {
+			t, refwd := cutLeader(s)
+			rf = rf || refwd
+			if rest, ok := cutBlob(t); ok && strings.TrimSpace(rest) != "" {
+				t = rest
 			}
 			if t == s {
 				break
 			}
 			s = t
 		}
-		if strings.HasPrefix(s, "[fwd:") && strings.HasSuffix(s, "]") {
-			s = s[5 : len(s)-1]
+		// (6) "[fwd:" ... "]": unwrap and start again at step 2.
+		if len(s) >= 6 && strings.HasPrefix(s, "[FWD:") && strings.HasSuffix(s, "]") {
+			s, rf = s[5:len(s)-1], true
+			continue
 		}
-		if s == old {
-			return strings.TrimSpace(s)
-		}
+		return s, rf
 	}
 }
 
-// stripBlob removes one leading "[...]" when something follows it.
-func stripBlob(s string) string {
+// cutLeader removes one subj-leader (RFC 5256 §5):
+//
+//	subj-leader = (*subj-blob subj-refwd) / WSP
+//	subj-refwd  = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"
+//
+// and reports whether it was a subj-refwd.
+func cutLeader(s string) (string, bool) {
+	if strings.HasPrefix(s, " ") {
+		return s[1:], false
+	}
+	t := s
+	for {
+		rest, ok := cutBlob(t)
+		if !ok {
+			break
+		}
+		t = rest
+	}
+	switch {
+	case strings.HasPrefix(t, "RE"):
+		t = t[2:]
+	case strings.HasPrefix(t, "FWD"):
+		t = t[3:]
+	case strings.HasPrefix(t, "FW"):
+		t = t[2:]
+	default:
+		return s, false
+	}
+	t = strings.TrimLeft(t, " ")
+	if rest, ok := cutBlob(t); ok {
+		t = rest
+	}
+	if !strings.HasPrefix(t, ":") {
+		return s, false
+	}
+	return t[1:], true
+}
+
+// cutBlob removes one subj-blob = "[" *BLOBCHAR "]" *WSP, where BLOBCHAR
+// is any character but "[" and "]".
+func cutBlob(s string) (string, bool) {
 	if !strings.HasPrefix(s, "[") {
-		return s
+		return s, false
 	}
-	i := strings.IndexByte(s, ']')
-	if i < 0 || strings.TrimSpace(s[i+1:]) == "" {
-		return s
+	i := strings.IndexAny(s[1:], "[]")
+	if i < 0 || s[1+i] != ']' {
+		return s, false
 	}
-	return strings.TrimLeft(s[i+1:], " ")
+	return strings.TrimLeft(s[i+2:], " "), true
+}
+
+// nextMsgID returns the first valid msg-id (RFC 5322 §3.6.4) in s,
+// without its angle brackets and white space, and what follows it. An
+// id is valid if it has something on both sides of an "@" and no
+// brackets inside; comments and white space in it are dropped.
+func nextMsgID(s string) (id, rest string, ok bool) {
+	for {
+		i := strings.IndexByte(s, '<')
+		if i < 0 {
+			return "", "", false
+		}
+		s = s[i+1:]
+		j := strings.IndexAny(s, "<>")
+		if j < 0 {
+			return "", "", false
+		}
+		if s[j] == '<' {
+			s = s[j:] // an unclosed "<": start again at the next one
+			continue
+		}
+		if id, ok := cleanMsgID(s[:j]); ok {
+			return id, s[j+1:], true
+		}
+		s = s[j+1:]
+	}
+}
+
+func cleanMsgID(s string) (string, bool) {
+	var b strings.Builder
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth > 0, c == ' ', c == '\t', c == '\r', c == '\n':
+		default:
+			b.WriteByte(c)
+		}
+	}
+	id := b.String()
+	at := strings.LastIndexByte(id, '@')
+	if at <= 0 || at == len(id)-1 {
+		return "", false
+	}
+	return id, true
+}
+
+// msgIDs returns every valid msg-id of s, in order.
+func msgIDs(s string) []string {
+	var out []string
+	for {
+		id, rest, ok := nextMsgID(s)
+		if !ok {
+			return out
+		}
+		out = append(out, id)
+		s = rest
+	}
 }
 
 func firstAddr(list []message.Address) (mailbox, display string) {
@@ -95,23 +211,27 @@ func firstAddr(list []message.Address) (mailbox, display string) {
 
 func newSortItem(c *candidate) sortItem {
 	it := sortItem{seq: c.seq, uid: c.info.UID, arrival: c.info.InternalDate, size: c.info.Size}
+	// RFC 5256 §2.2: the sent date is the Date: field, else INTERNALDATE.
 	it.date = it.arrival
 	if c.parsed != nil {
 		e := &c.parsed.Envelope
 		if t, err := mail.ParseDate(e.Date); err == nil {
 			it.date = t
 		}
-		it.subject = baseSubject(e.Subject)
+		it.subject, it.replyFwd = baseSubjectRF(e.Subject)
 		it.from, it.dispFrom = firstAddr(e.From)
 		it.to, it.dispTo = firstAddr(e.To)
 		it.cc, _ = firstAddr(e.Cc)
-		it.messageID = strings.TrimSpace(e.MessageID)
-		for _, refs := range headerValues(c.header, "References") {
-			it.parentIDs = append(it.parentIDs, strings.Fields(refs)...)
+		it.messageID, _, _ = nextMsgID(e.MessageID)
+		// RFC 5256 §3 step 1: the References field (the first one); if
+		// it has no valid msg-id, the first valid one of In-Reply-To.
+		if refs := headerValues(c.header, "References"); len(refs) > 0 {
+			it.refs = msgIDs(refs[0])
 		}
-		// RFC 5256 §2.2 step 1: without References, In-Reply-To.
-		if f := strings.Fields(e.InReplyTo); len(it.parentIDs) == 0 && len(f) > 0 {
-			it.parentIDs = f[len(f)-1:]
+		if len(it.refs) == 0 {
+			if id, _, ok := nextMsgID(e.InReplyTo); ok {
+				it.refs = []string{id}
+			}
 		}
 	}
 	return it
@@ -197,11 +317,12 @@ func (s *session) cmdSort(cmd *imap.Command) reply {
 	return ok("SORT completed")
 }
 
-// thread is a node of a THREAD answer.
+// thread is a node of a THREAD answer: a message, or a dummy (item nil)
+// standing for a message that is referenced but not present.
 type thread struct {
-	item     *sortItem // nil for a dummy
+	item     *sortItem
+	parent   *thread
 	children []*thread
-	date     time.Time
 }
 
 func (s *session) cmdThread(cmd *imap.Command) reply {
@@ -219,103 +340,295 @@ func (s *session) cmdThread(cmd *imap.Command) reply {
 	} else {
 		roots = references(items)
 	}
-	s.w.Raw("* THREAD ")
-	for _, t := range roots {
-		s.writeThread(t, cmd.UID, true)
+	s.w.Raw("* THREAD")
+	if len(roots) > 0 {
+		s.w.SP()
 	}
+	writeThreads(s.w, roots, cmd.UID)
 	s.w.CRLF()
 	return ok("THREAD completed")
 }
 
-// orderedSubject: RFC 5256 §3 ORDEREDSUBJECT.
+// sentBefore orders messages by sent date, then by sequence number (RFC
+// 5256 §2.2, §3); a dummy stands in with its first child.
+func sentBefore(a, b *thread) bool {
+	for a.item == nil && len(a.children) > 0 {
+		a = a.children[0]
+	}
+	for b.item == nil && len(b.children) > 0 {
+		b = b.children[0]
+	}
+	if a.item == nil || b.item == nil {
+		return a.item == nil && b.item != nil
+	}
+	if c := a.item.date.Compare(b.item.date); c != 0 {
+		return c < 0
+	}
+	return a.item.seq < b.item.seq
+}
+
+// orderedSubject implements RFC 5256 §3 ORDEREDSUBJECT: messages sorted
+// by base subject, then sent date; each run of one base subject is a
+// thread whose first message is the parent of all the others; threads
+// sorted by the sent date of their first message.
 func orderedSubject(items []sortItem) []*thread {
 	sort.SliceStable(items, func(i, j int) bool {
 		if items[i].subject != items[j].subject {
 			return items[i].subject < items[j].subject
 		}
-		return items[i].date.Before(items[j].date)
+		if c := items[i].date.Compare(items[j].date); c != 0 {
+			return c < 0
+		}
+		return items[i].seq < items[j].seq
 	})
 	var roots []*thread
 	for i := range items {
 		it := &items[i]
 		if n := len(roots); n > 0 && roots[n-1].item.subject == it.subject {
-			roots[n-1].children = append(roots[n-1].children, &thread{item: it, date: it.date})
+			roots[n-1].children = append(roots[n-1].children, &thread{item: it, parent: roots[n-1]})
 			continue
 		}
-		roots = append(roots, &thread{item: it, date: it.date})
+		roots = append(roots, &thread{item: it})
 	}
-	sort.SliceStable(roots, func(i, j int) bool { return roots[i].date.Before(roots[j].date) })
+	sort.SliceStable(roots, func(i, j int) bool { return sentBefore(roots[i], roots[j]) })
 	return roots
 }
 
-// references is a simplified RFC 5256 REFERENCES: each message hangs
-// under the nearest message it references that is present (the last of
-// References, else In-Reply-To), roots with one base subject are merged,
-// and siblings are sorted by date. Missing intermediate messages get no
-// dummy nodes.
+// references implements RFC 5256 §3 REFERENCES. items are in sequence
+// order.
 func references(items []sortItem) []*thread {
-	byID := map[string]*thread{}
-	nodes := make([]*thread, len(items))
-	for i := range items {
-		nodes[i] = &thread{item: &items[i], date: items[i].date}
-		if id := items[i].messageID; id != "" && byID[id] == nil {
-			byID[id] = nodes[i]
-		}
-	}
+	all := linkReferences(items)
+	// (2) Messages without parents are the threads so far.
 	var roots []*thread
-	for _, n := range nodes {
-		var parent *thread
-		for _, pid := range n.item.parentIDs {
-			if p := byID[pid]; p != nil && p != n && !isDescendant(p, n) {
-				parent = p
-			}
-		}
-		if parent != nil {
-			parent.children = append(parent.children, n)
-		} else {
+	for _, n := range all {
+		if n.parent == nil {
 			roots = append(roots, n)
 		}
 	}
-	// RFC 5256 step 5: roots with the same base subject are siblings.
-	bySubj := map[string]*thread{}
-	var merged []*thread
+	// (3) Prune dummies.
+	roots = prune(roots, true)
 	for _, r := range roots {
-		subj := r.item.subject
-		if first := bySubj[subj]; subj != "" && first != nil {
-			first.children = append(first.children, r)
-			continue
-		}
-		bySubj[subj] = r
-		merged = append(merged, r)
+		r.parent = nil
 	}
+	// (4) Sort the top level by sent date; a dummy by its first child.
+	for _, r := range roots {
+		if r.item == nil {
+			sortThreads(r.children)
+		}
+	}
+	sortThreads(roots)
+	// (5) Group threads by the base subject of their root.
+	roots = groupBySubject(roots)
+	// (6) Sort every set of siblings, the deepest first.
 	var sortTree func(ts []*thread)
 	sortTree = func(ts []*thread) {
-		sort.SliceStable(ts, func(i, j int) bool { return ts[i].date.Before(ts[j].date) })
 		for _, t := range ts {
 			sortTree(t.children)
 		}
+		sortThreads(ts)
 	}
-	sortTree(merged)
-	return merged
+	sortTree(roots)
+	return roots
 }
 
-func isDescendant(n, of *thread) bool {
-	for _, c := range of.children {
-		if c == n || isDescendant(n, c) {
+func sortThreads(ts []*thread) {
+	sort.SliceStable(ts, func(i, j int) bool { return sentBefore(ts[i], ts[j]) })
+}
+
+// linkReferences is RFC 5256 §3 step 1: a node for every message and
+// every referenced id, linked parent to child. It returns the nodes in
+// the order they were made.
+func linkReferences(items []sortItem) []*thread {
+	var all []*thread
+	byID := map[string]*thread{} // the id table; ids compare case-sensitively
+	node := func(id string) *thread {
+		n := byID[id]
+		if n == nil {
+			n = &thread{} // a dummy until its message shows up
+			byID[id] = n
+			all = append(all, n)
+		}
+		return n
+	}
+	for i := range items {
+		it := &items[i]
+		var n *thread
+		// A message without a valid id, or with the id of an earlier
+		// message, gets a unique id: a node of its own.
+		if id := it.messageID; id != "" {
+			if n = node(id); n.item != nil {
+				n = nil
+			}
+		}
+		if n == nil {
+			n = &thread{}
+			all = append(all, n)
+		}
+		n.item = it
+		// (1)(A) Link the references: each the parent of the next,
+		// keeping existing parents and never making a loop.
+		var prev *thread
+		for _, id := range it.refs {
+			r := node(id)
+			if prev != nil && r.parent == nil && !isAncestor(r, prev) {
+				link(prev, r)
+			}
+			prev = r
+		}
+		// (1)(B) The last reference is the message's parent: replace a
+		// parent set by a (truncated) References of another message,
+		// unless that would make a loop.
+		if n.parent != prev {
+			unlink(n)
+			if prev != nil && !isAncestor(n, prev) {
+				link(prev, n)
+			}
+		}
+	}
+	return all
+}
+
+// isAncestor reports whether a is b or one of b's ancestors.
+func isAncestor(a, b *thread) bool {
+	for ; b != nil; b = b.parent {
+		if b == a {
 			return true
 		}
 	}
 	return false
 }
 
-// writeThread writes "(a b (c)(d))": a chain while a node has one child,
-// parenthesised siblings when it has several.
-func (s *session) writeThread(t *thread, uid bool, top bool) {
-	w := s.w
-	if top {
-		w.Byte('(')
+func link(parent, child *thread) {
+	child.parent = parent
+	parent.children = append(parent.children, child)
+}
+
+func unlink(n *thread) {
+	p := n.parent
+	if p == nil {
+		return
 	}
-	for {
+	for i, c := range p.children {
+		if c == n {
+			p.children = append(p.children[:i:i], p.children[i+1:]...)
+			break
+		}
+	}
+	n.parent = nil
+}
+
+// prune is RFC 5256 §3 step 3: a dummy without children goes; a dummy
+// with children is replaced by them, except at the top level where it
+// stays unless it has just one child.
+func prune(ts []*thread, top bool) []*thread {
+	var out []*thread
+	for _, t := range ts {
+		t.children = prune(t.children, false)
+		switch {
+		case t.item != nil:
+			out = append(out, t)
+		case len(t.children) == 0:
+		case !top || len(t.children) == 1:
+			for _, c := range t.children {
+				c.parent = t.parent
+			}
+			out = append(out, t.children...)
+		default:
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// threadSubject is the base subject of a thread (RFC 5256 §3 step
+// 5.B.i): its root's, or for a dummy its first child's.
+func threadSubject(t *thread) (string, bool) {
+	if t.item == nil {
+		if len(t.children) == 0 {
+			return "", false
+		}
+		t = t.children[0]
+	}
+	if t.item == nil {
+		return "", false
+	}
+	return t.item.subject, t.item.replyFwd
+}
+
+// groupBySubject is RFC 5256 §3 step 5: threads whose roots share a base
+// subject are merged.
+func groupBySubject(roots []*thread) []*thread {
+	// (B) The subject table: one thread per base subject, preferring a
+	// dummy, then a message that is not a reply or forward.
+	table := map[string]*thread{}
+	for _, r := range roots {
+		subj, rf := threadSubject(r)
+		if subj == "" {
+			continue
+		}
+		cur := table[subj]
+		if cur == nil {
+			table[subj] = r
+		} else if cur.item != nil && (r.item == nil || (cur.item.replyFwd && !rf)) {
+			table[subj] = r
+		}
+	}
+	// (C) Merge each thread into the one of the table.
+	out := make([]*thread, 0, len(roots))
+	pos := map[*thread]int{}
+	var later []*thread
+	for _, r := range roots {
+		subj, _ := threadSubject(r)
+		if t := table[subj]; subj == "" || t == r {
+			pos[r] = len(out)
+			out = append(out, r)
+		} else {
+			later = append(later, r)
+		}
+	}
+	for _, r := range later {
+		subj, rf := threadSubject(r)
+		t := table[subj]
+		switch {
+		case t.item == nil && r.item == nil:
+			for _, c := range r.children {
+				c.parent = t
+			}
+			t.children = append(t.children, r.children...)
+		case t.item == nil:
+			link(t, r)
+		case rf && !t.item.replyFwd:
+			link(t, r)
+		default:
+			d := &thread{}
+			i := pos[t]
+			link(d, t)
+			link(d, r)
+			out[i], pos[d] = d, i
+			table[subj] = d
+		}
+	}
+	return out
+}
+
+// writeThreads writes thread lists (RFC 5256 §4): "(a b (c)(d))", a
+// chain while a node has one child, a parenthesised list per child when
+// it has several; a dummy writes no number.
+func writeThreads(w *imap.Writer, ts []*thread, uid bool) {
+	for _, t := range ts {
+		w.Byte('(')
+		writeThread(w, t, uid)
+		w.Byte(')')
+	}
+}
+
+func writeThread(w *imap.Writer, t *thread, uid bool) {
+	first := true
+	for t.item != nil {
+		if !first {
+			w.SP()
+		}
+		first = false
 		n := t.item.seq
 		if uid {
 			n = t.item.uid
@@ -324,18 +637,13 @@ func (s *session) writeThread(t *thread, uid bool, top bool) {
 		if len(t.children) != 1 {
 			break
 		}
-		w.SP()
 		t = t.children[0]
 	}
-	if len(t.children) > 1 {
+	if len(t.children) == 0 {
+		return
+	}
+	if !first {
 		w.SP()
-		for _, c := range t.children {
-			w.Byte('(')
-			s.writeThread(c, uid, false)
-			w.Byte(')')
-		}
 	}
-	if top {
-		w.Byte(')')
-	}
+	writeThreads(w, t.children, uid)
 }
