@@ -109,46 +109,74 @@ func (s *session) infosFor(seq iter.Seq[int]) ([]store.MessageInfo, error) {
 }
 
 func (s *session) batchInfos(idx []int) ([]store.MessageInfo, error) {
+	return s.batchRows(idx, false)
+}
+
+// batchRows is batchInfos; flagsOnly reads UID, ModSeq and Flags alone
+// into a buffer reused by the next call (FETCH of FLAGS, UID, MODSEQ).
+func (s *session) batchRows(idx []int, flagsOnly bool) ([]store.MessageInfo, error) {
 	v := s.sel
 	lo, hi := v.uids[idx[0]], v.uids[idx[len(idx)-1]]
-	all, err := s.srv.cfg.Store.Messages(s.ctx, v.mb.ID, lo, hi)
+	var all []store.MessageInfo
+	var err error
+	if flagsOnly {
+		all, err = s.srv.cfg.Store.MessageFlags(s.ctx, v.mb.ID, lo, hi, v.rowBuf[:0])
+		v.rowBuf = all
+	} else {
+		all, err = s.srv.cfg.Store.Messages(s.ctx, v.mb.ID, lo, hi)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if len(all) == len(idx) {
 		return all, nil
 	}
-	want := make(map[uint32]bool, len(idx))
-	for _, i := range idx {
-		want[v.uids[i]] = true
-	}
+	// Both lists ascend: keep the rows whose UID the batch names.
 	out := all[:0]
+	k := 0
 	for _, m := range all {
-		if want[m.UID] {
+		for k < len(idx) && v.uids[idx[k]] < m.UID {
+			k++
+		}
+		if k < len(idx) && v.uids[idx[k]] == m.UID {
 			out = append(out, m)
 		}
 	}
 	return out, nil
 }
 
+// parsedNeed is how much of the stored structure a FETCH decodes.
+type parsedNeed int
+
+const (
+	parsedNone parsedNeed = iota
+	parsedEnvelope
+	parsedFull
+)
+
 // fetchPlan is what a FETCH needs beyond the rows.
 type fetchPlan struct {
-	items      []imap.FetchItem
-	needParsed bool
-	setSeen    bool
-	hasFlags   bool
-	modseq     bool
-	uid        bool
+	items   []imap.FetchItem
+	parsed  parsedNeed
+	setSeen bool
+	// flagsOnly: the items need nothing but UID, FLAGS and MODSEQ.
+	flagsOnly bool
+	hasFlags  bool
+	modseq    bool
+	uid       bool
 }
 
 func (s *session) planFetch(cmd *imap.Command, args *imap.FetchArgs) fetchPlan {
-	p := fetchPlan{uid: cmd.UID, modseq: args.ChangedSince > 0}
+	p := fetchPlan{uid: cmd.UID, modseq: args.ChangedSince > 0, flagsOnly: true}
 	for _, it := range args.Items {
+		if it.Name != "FLAGS" && it.Name != "UID" && it.Name != "MODSEQ" {
+			p.flagsOnly = false
+		}
 		switch it.Name {
-		case "ENVELOPE", "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT", "BINARY", "BINARY.SIZE", "PREVIEW":
-			p.needParsed = true
-		case "BODY":
-			p.needParsed = true
+		case "ENVELOPE":
+			p.parsed = max(p.parsed, parsedEnvelope)
+		case "BODYSTRUCTURE", "RFC822.HEADER", "RFC822.TEXT", "BINARY", "BINARY.SIZE", "PREVIEW", "BODY":
+			p.parsed = parsedFull
 		case "FLAGS":
 			p.hasFlags = true
 		case "UID":
@@ -204,22 +232,24 @@ func (s *session) fetchVanished(args *imap.FetchArgs) {
 
 func (s *session) fetchBatch(idx []int, plan fetchPlan, changedSince uint64) error {
 	v := s.sel
-	infos, err := s.batchInfos(idx)
+	infos, err := s.batchRows(idx, plan.flagsOnly)
 	if err != nil {
 		return err
 	}
 	var parsed map[uint32]*message.Parsed
-	if plan.needParsed && len(infos) > 0 {
+	if plan.parsed != parsedNone && len(infos) > 0 {
 		uids := make([]uint32, len(infos))
 		for i, m := range infos {
 			uids[i] = m.UID
 		}
-		if parsed, err = s.srv.cfg.Store.ParsedMany(s.ctx, v.mb.ID, uids); err != nil {
+		opt := store.ParsedOptions{EnvelopeOnly: plan.parsed == parsedEnvelope}
+		if parsed, err = s.srv.cfg.Store.ParsedSome(s.ctx, v.mb.ID, uids, opt); err != nil {
 			return err
 		}
 	}
-	seenNow := map[uint32]bool{}
+	var seenNow map[uint32]bool
 	if plan.setSeen {
+		seenNow = map[uint32]bool{}
 		if err := s.markSeen(infos, seenNow); err != nil {
 			return err
 		}

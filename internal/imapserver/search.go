@@ -75,18 +75,35 @@ func (s *session) runSearchHeaders(key *imap.SearchKey, headers bool, keep func(
 			}
 		}
 	}
+	// Envelope criteria alone decode only the envelope, and only of the
+	// messages whose stored bytes may hold the strings searched for.
+	envOnly := sr.needs.parsed && !sr.needs.header && !sr.needs.body
+	var filter func([]byte) bool
+	if envOnly && prefilters(key) {
+		filter = func(raw []byte) bool { return mayMatch(key, raw) }
+	}
 	for b := range batches(all) {
+		var parsed map[uint32]*message.Parsed
+		var err error
+		if filter != nil {
+			if parsed, b, err = s.prefiltered(b, filter); err != nil {
+				return err
+			}
+			if len(b) == 0 {
+				continue
+			}
+		}
 		infos, err := s.batchInfos(b)
 		if err != nil {
 			return err
 		}
-		var parsed map[uint32]*message.Parsed
-		if sr.needs.parsed && len(infos) > 0 {
+		if sr.needs.parsed && filter == nil && len(infos) > 0 {
 			uids := make([]uint32, len(infos))
 			for i, m := range infos {
 				uids[i] = m.UID
 			}
-			if parsed, err = s.srv.cfg.Store.ParsedMany(s.ctx, v.mb.ID, uids); err != nil {
+			opt := store.ParsedOptions{EnvelopeOnly: envOnly}
+			if parsed, err = s.srv.cfg.Store.ParsedSome(s.ctx, v.mb.ID, uids, opt); err != nil {
 				return err
 			}
 		}

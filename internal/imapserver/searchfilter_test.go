@@ -1,0 +1,79 @@
+package imapserver
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSearchPrefilter: envelope searches that skip decoding by looking at
+// the stored bytes first find exactly what a full decode finds, including
+// matches hidden by encoded words, Unicode case folding and JSON escapes.
+func TestSearchPrefilter(t *testing.T) {
+	ts := newTestServer(t)
+	msg := func(from, subject string) string {
+		return "From: " + from + "\r\nTo: alice@example.org\r\nSubject: " + subject +
+			"\r\nDate: Fri, 01 Mar 2024 10:00:00 +0000\r\n\r\nbody\r\n"
+	}
+	ts.deliver("INBOX", msg("Bob <bob@example.net>", "plain haystack"))               // 1
+	ts.deliver("INBOX", msg("Bob <bob@example.net>", "a Needle here"))                // 2
+	ts.deliver("INBOX", msg("Bob <bob@example.net>", "=?utf-8?q?N=65edle?= encoded")) // 3
+	ts.deliver("INBOX", msg("Bob <bob@example.net>", "\u212Aelvin scale"))            // 4
+	ts.deliver("INBOX", msg(`"Needle Person" <np@needle.example>`, "other"))          // 5
+	ts.deliver("INBOX", msg("Bob <bob@example.net>", "Q&A about the needle"))         // 6
+	ts.deliver("INBOX", msg("=?utf-8?q?Hidden_Needle?= <h@example.net>", "nothing"))  // 7
+	ts.deliver("INBOX", msg("Bob <bob@example.net>", "Caf\u00e9 needle"), `\Seen`)    // 8
+	ts.deliver("INBOX", msg("Bob <bob@example.net>", "nee dle split"))                // 9
+	r := ts.raw()
+	r.login()
+	r.expectOK("s", "SELECT INBOX")
+	for _, c := range []struct{ key, want string }{
+		{`SUBJECT needle`, "2 3 6 8"},
+		{`SUBJECT NEEDLE`, "2 3 6 8"},
+		{`HEADER Subject "needle"`, "2 3 6 8"},
+		{`FROM needle`, "5 7"},
+		{`FROM person`, "5"},
+		{`FROM "needle.example"`, "5"},
+		{`HEADER From "Person"`, "5"},
+		{`SUBJECT kelvin`, "4"},
+		{`OR SUBJECT needle FROM needle`, "2 3 5 6 7 8"},
+		{`NOT SUBJECT needle`, "1 4 5 7 9"},
+		{`SUBJECT needle UNSEEN`, "2 3 6"},
+		{`SUBJECT needle SUBJECT about`, "6"},
+		{`OR SUBJECT needle SEEN`, "2 3 6 8"},
+		{`SUBJECT "nee dle"`, "9"},
+		{`SUBJECT "a&b"`, ""},
+		{`SUBJECT "Q&A"`, "6"},
+		{`SUBJECT ""`, "1 2 3 4 5 6 7 8 9"},
+		{`SUBJECT absent`, ""},
+	} {
+		lines := r.expectOK("q", "SEARCH "+c.key)
+		got := ""
+		for _, l := range lines {
+			if strings.HasPrefix(l, "* SEARCH") {
+				got = strings.TrimSpace(strings.TrimPrefix(l, "* SEARCH"))
+			}
+		}
+		if got != c.want {
+			t.Errorf("SEARCH %s = %q, want %q", c.key, got, c.want)
+		}
+	}
+}
+
+func TestRawMayContain(t *testing.T) {
+	for _, c := range []struct {
+		raw, needle string
+		want        bool
+	}{
+		{`{"env":{"subject":"Hello World"}}`, "world", true},
+		{`{"env":{"subject":"Hello World"}}`, "moon", false},
+		{`{"env":{"subject":"=?utf-8?b?TW9vbg==?="}}`, "moon", true},
+		{`{"env":{"subject":"\u0026 more"}}`, "moon", true},
+		{"{\"env\":{\"subject\":\"caf\u00e9\"}}", "moon", true},
+		{`{"env":{"subject":"MOO"}}`, "moon", false},
+		{`{"env":{"subject":"xMOON"}}`, "moon", true},
+	} {
+		if got := rawMayContain([]byte(c.raw), c.needle); got != c.want {
+			t.Errorf("rawMayContain(%s, %q) = %v", c.raw, c.needle, got)
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package store
+
+// IMAP-specific reads (internal/imapserver): narrow listings and partial
+// decoding of the stored structure for FETCH and SEARCH.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/tern-mail/tern/internal/message"
+)
+
+// MessageFlags appends to dst the messages with minUID <= uid <= maxUID
+// (maxUID 0: no upper bound), sorted by UID, with only UID, ModSeq and
+// Flags filled in: what a FETCH of FLAGS, UID and MODSEQ sends. It reads
+// three columns of the messages_info covering index, and messages with
+// the same flags share one Flags slice, which callers must not modify.
+func (s *Store) MessageFlags(ctx context.Context, mailboxID int64, minUID, maxUID uint32, dst []MessageInfo) ([]MessageInfo, error) {
+	if maxUID == 0 {
+		maxUID = ^uint32(0)
+	}
+	rows, err := s.query(ctx, "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", mailboxID, minUID, maxUID)
+	if err != nil {
+		return dst, err
+	}
+	defer rows.Close()
+	var lists flagLists
+	for rows.Next() {
+		var m MessageInfo
+		var flags sql.RawBytes
+		if err := rows.Scan(&m.UID, &m.ModSeq, &flags); err != nil {
+			return dst, err
+		}
+		m.Flags = lists.get(flags)
+		dst = append(dst, m)
+	}
+	return dst, rows.Err()
+}
+
+// flagLists interns the split form of stored flag strings: a mailbox has
+// few distinct flag combinations, so a listing of many rows allocates a
+// handful of slices.
+type flagLists struct {
+	m map[string][]string
+}
+
+func (l *flagLists) get(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	if f, ok := l.m[string(b)]; ok {
+		return f
+	}
+	if l.m == nil || len(l.m) >= 256 {
+		l.m = map[string][]string{}
+	}
+	s := string(b)
+	f := strings.Split(s, " ")
+	l.m[s] = f[:len(f):len(f)]
+	return f
+}
+
+// ParsedOptions narrows ParsedSome.
+type ParsedOptions struct {
+	// EnvelopeOnly decodes only the envelope: Structure stays nil and
+	// Preview empty.
+	EnvelopeOnly bool
+	// MayMatch, when set, sees each message's stored structure before it
+	// is decoded and returns false to leave the message out. The bytes
+	// are JSON: every string of the envelope appears in them as a JSON
+	// string (only '"', '\\', '<', '>', '&', control characters and
+	// invalid UTF-8 escaped), so a search can skip messages whose bytes
+	// cannot hold what it looks for.
+	MayMatch func(raw []byte) bool
+}
+
+// envelopeOnly decodes the "env" member of the stored structure and skips
+// the rest.
+type envelopeOnly struct {
+	Envelope message.Envelope `json:"env"`
+}
+
+// ParsedSome is ParsedMany with options: messages left out by MayMatch and
+// missing ones are absent from the result.
+func (s *Store) ParsedSome(ctx context.Context, mailboxID int64, uids []uint32, opt ParsedOptions) (map[uint32]*message.Parsed, error) {
+	out := make(map[uint32]*message.Parsed, len(uids))
+	for _, r := range uidRanges(uids) {
+		if err := s.parsedRange(ctx, mailboxID, r, opt, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, opt ParsedOptions, out map[uint32]*message.Parsed) error {
+	rows, err := s.query(ctx, "SELECT m.uid, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?", mailboxID, r[0], r[1])
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid uint32
+		var meta sql.RawBytes
+		if err := rows.Scan(&uid, &meta); err != nil {
+			return err
+		}
+		if opt.MayMatch != nil && !opt.MayMatch(meta) {
+			continue
+		}
+		p := new(message.Parsed)
+		if opt.EnvelopeOnly {
+			var e envelopeOnly
+			err = json.Unmarshal(meta, &e)
+			p.Envelope = e.Envelope
+		} else {
+			err = json.Unmarshal(meta, p)
+		}
+		if err != nil {
+			return fmt.Errorf("message %d: %w", uid, err)
+		}
+		out[uid] = p
+	}
+	return rows.Err()
+}

@@ -1,0 +1,99 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestMessageFlagsAndParsedSome(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "flags@example.org")
+	appendMsg(t, s, a, "INBOX", msg("one"), `\Seen`)
+	appendMsg(t, s, a, "INBOX", msg("two"), `\Seen`, `\Flagged`)
+	appendMsg(t, s, a, "INBOX", msg("needle"))
+	appendMsg(t, s, a, "INBOX", msg("four"), `\Seen`)
+	mb, err := s.MailboxByName(ctx, a.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := s.Messages(ctx, mb.ID, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.MessageFlags(ctx, mb.ID, 0, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(full) {
+		t.Fatalf("MessageFlags: %d rows, Messages: %d", len(got), len(full))
+	}
+	for i := range got {
+		f := full[i]
+		if got[i].UID != f.UID || got[i].ModSeq != f.ModSeq || !reflect.DeepEqual(got[i].Flags, f.Flags) {
+			t.Errorf("row %d: %+v, want uid %d modseq %d flags %v", i, got[i], f.UID, f.ModSeq, f.Flags)
+		}
+	}
+	// Equal flag lists are shared, and appending to one cannot reach another.
+	if &got[0].Flags[0] != &got[3].Flags[0] {
+		t.Error("equal flag lists not interned")
+	}
+	if cap(got[0].Flags) != len(got[0].Flags) {
+		t.Error("interned flag list has spare capacity")
+	}
+	some, err := s.MessageFlags(ctx, mb.ID, 2, 3, got[:0])
+	if err != nil || len(some) != 2 || some[0].UID != 2 || some[1].UID != 3 {
+		t.Fatalf("MessageFlags 2:3 = %+v, %v", some, err)
+	}
+
+	uids := []uint32{1, 2, 3, 4}
+	want, err := s.ParsedMany(ctx, mb.ID, uids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := s.ParsedSome(ctx, mb.ID, uids, ParsedOptions{EnvelopeOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range uids {
+		if env[u] == nil || !reflect.DeepEqual(env[u].Envelope, want[u].Envelope) || env[u].Structure != nil {
+			t.Errorf("uid %d: envelope-only %+v, want envelope %+v", u, env[u], want[u].Envelope)
+		}
+	}
+	all, err := s.ParsedSome(ctx, mb.ID, uids, ParsedOptions{})
+	if err != nil || !reflect.DeepEqual(all, want) {
+		t.Errorf("ParsedSome without options differs from ParsedMany: %v", err)
+	}
+	hits, err := s.ParsedSome(ctx, mb.ID, uids, ParsedOptions{EnvelopeOnly: true, MayMatch: func(raw []byte) bool {
+		return bytes.Contains(raw, []byte("needle"))
+	}})
+	if err != nil || len(hits) != 1 || hits[3] == nil || !strings.Contains(hits[3].Envelope.Subject, "needle") {
+		t.Errorf("MayMatch: %+v, %v", hits, err)
+	}
+}
+
+// TestMessageFlagsPlan: the flags listing reads an index alone.
+func TestMessageFlagsPlan(t *testing.T) {
+	s := openTest(t)
+	rows, err := s.db.Query("EXPLAIN QUERY PLAN SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", 1, 1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	p := strings.Join(plan, "; ")
+	if !strings.Contains(p, "COVERING INDEX") || strings.Contains(p, "TEMP B-TREE") {
+		t.Errorf("plan %q: want a covering index scan without a sort", p)
+	}
+}
