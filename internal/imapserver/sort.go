@@ -1,11 +1,15 @@
 package imapserver
 
 import (
+	"fmt"
+	"io"
 	"mime"
-	"net/mail"
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/text/encoding/htmlindex"
+	"golang.org/x/text/encoding/ianaindex"
 
 	"github.com/tern-mail/tern/internal/imap"
 	"github.com/tern-mail/tern/internal/message"
@@ -27,12 +31,176 @@ type sortItem struct {
 	refs      []string // the references, oldest first (RFC 5256 §3 step 1)
 }
 
+// decodeWords decodes RFC 2047 encoded words, in any charset the WHATWG
+// or IANA registries name.
 func decodeWords(s string) string {
-	var wd mime.WordDecoder
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	wd := mime.WordDecoder{CharsetReader: charsetReader}
 	if d, err := wd.DecodeHeader(s); err == nil {
 		return d
 	}
 	return s
+}
+
+func charsetReader(name string, r io.Reader) (io.Reader, error) {
+	enc, err := htmlindex.Get(name)
+	if err != nil {
+		if enc, err = ianaindex.MIME.Encoding(name); err != nil || enc == nil {
+			return nil, fmt.Errorf("unknown charset %q", name)
+		}
+	}
+	return enc.NewDecoder().Reader(r), nil
+}
+
+// parseSentDate parses a Date: field for RFC 5256 §2.2: RFC 5322 §3.3
+// date-time with the obsolete forms of §4.3 (two-digit years, zone
+// names), as leniently as Dovecot: an unknown or missing zone is +0000,
+// "." may separate the parts of the time, comments and white space go
+// anywhere. A four-digit year before 1900 is invalid.
+func parseSentDate(s string) (time.Time, bool) {
+	p := dateParser{s: s}
+	tok := p.token()
+	if len(tok) == 3 && !isDigits(tok) { // day-of-week ","
+		if !p.sep(",") {
+			return time.Time{}, false
+		}
+		tok = p.token()
+	}
+	day, ok := number(tok, 1, 2)
+	if !ok {
+		return time.Time{}, false
+	}
+	month := 0
+	if tok = p.token(); len(tok) >= 3 {
+		const months = "JANFEBMARAPRMAYJUNJULAUGSEPOCTNOVDEC"
+		if i := strings.Index(months, strings.ToUpper(tok[:3])); i >= 0 && i%3 == 0 {
+			month = i/3 + 1
+		}
+	}
+	tok = p.token()
+	year, ok := number(tok, 2, 4)
+	switch {
+	case !ok || month == 0 || len(tok) == 3:
+		return time.Time{}, false
+	case len(tok) == 2 && year < 50: // RFC 5322 §4.3
+		year += 2000
+	case len(tok) == 2:
+		year += 1900
+	case year < 1900:
+		return time.Time{}, false
+	}
+	hour, ok := number(p.token(), 1, 2)
+	if !ok || !p.sep(":.") {
+		return time.Time{}, false
+	}
+	minute, ok := number(p.token(), 2, 2)
+	if !ok {
+		return time.Time{}, false
+	}
+	sec := 0
+	if p.sep(":.") {
+		if sec, ok = number(p.token(), 2, 2); !ok {
+			return time.Time{}, false
+		}
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC)
+	return t.Add(-time.Duration(zoneOffset(p.token())) * time.Minute), true
+}
+
+// zoneOffset is the offset in minutes of a zone (RFC 5322 §3.3, §4.3);
+// 0 for unknown ones and military letters (§4.3: their meaning is lost).
+func zoneOffset(z string) int {
+	if len(z) == 5 && (z[0] == '+' || z[0] == '-') && isDigits(z[1:]) {
+		off := int(z[1]-'0')*600 + int(z[2]-'0')*60 + int(z[3]-'0')*10 + int(z[4]-'0')
+		if z[0] == '-' {
+			return -off
+		}
+		return off
+	}
+	switch strings.ToUpper(z) {
+	case "EDT":
+		return -4 * 60
+	case "EST", "CDT":
+		return -5 * 60
+	case "CST", "MDT":
+		return -6 * 60
+	case "MST", "PDT":
+		return -7 * 60
+	case "PST":
+		return -8 * 60
+	}
+	return 0
+}
+
+// dateParser splits a date-time into atoms, skipping CFWS.
+type dateParser struct{ s string }
+
+func (p *dateParser) skipCFWS() {
+	depth := 0
+	for len(p.s) > 0 {
+		switch c := p.s[0]; {
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case c == '\\' && depth > 0 && len(p.s) > 1:
+			p.s = p.s[1:]
+		case depth == 0 && c != ' ' && c != '\t' && c != '\r' && c != '\n':
+			return
+		}
+		p.s = p.s[1:]
+	}
+}
+
+// token returns the next atom (RFC 5322 §3.2.3 atext), "" if there is none.
+func (p *dateParser) token() string {
+	p.skipCFWS()
+	i := 0
+	for i < len(p.s) && isAtext(p.s[i]) {
+		i++
+	}
+	tok := p.s[:i]
+	p.s = p.s[i:]
+	p.skipCFWS()
+	return tok
+}
+
+// sep consumes one of the separator characters in set.
+func (p *dateParser) sep(set string) bool {
+	if len(p.s) == 0 || strings.IndexByte(set, p.s[0]) < 0 {
+		return false
+	}
+	p.s = p.s[1:]
+	p.skipCFWS()
+	return true
+}
+
+func isAtext(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c >= 0x80 || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// number parses s, of minLen to maxLen digits.
+func number(s string, minLen, maxLen int) (int, bool) {
+	if len(s) < minLen || len(s) > maxLen || !isDigits(s) {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, true
 }
 
 // baseSubject is the base subject of RFC 5256 §2.1.
@@ -48,8 +216,15 @@ func baseSubject(s string) string {
 // i;unicode-casemap (RFC 5051), whose title case upper case stands in for.
 func baseSubjectRF(s string) (string, bool) {
 	// (1) Decode encoded words; tabs, continuations and runs of white
-	// space become one space.
-	s = strings.ToUpper(strings.Join(strings.Fields(decodeWords(s)), " "))
+	// space become one space. Each run of bytes that is not UTF-8 (raw
+	// 8-bit fields) becomes one U+FFFD, as in Dovecot; the stored
+	// envelope has one U+FFFD per such byte already, so runs of U+FFFD
+	// are squeezed too.
+	s = strings.ToValidUTF8(decodeWords(s), "\uFFFD")
+	for strings.Contains(s, "\uFFFD\uFFFD") {
+		s = strings.ReplaceAll(s, "\uFFFD\uFFFD", "\uFFFD")
+	}
+	s = strings.ToUpper(strings.Join(strings.Fields(s), " "))
 	rf := false
 	for {
 		// (2) subj-trailer = "(fwd)" / WSP, repeatedly.
@@ -215,7 +390,7 @@ func newSortItem(c *candidate) sortItem {
 	it.date = it.arrival
 	if c.parsed != nil {
 		e := &c.parsed.Envelope
-		if t, err := mail.ParseDate(e.Date); err == nil {
+		if t, ok := parseSentDate(e.Date); ok {
 			it.date = t
 		}
 		it.subject, it.replyFwd = baseSubjectRF(e.Subject)

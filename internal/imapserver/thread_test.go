@@ -246,3 +246,46 @@ func FuzzThreadReferences(f *testing.F) {
 		}
 	})
 }
+
+func TestParseSentDate(t *testing.T) {
+	cases := []struct {
+		in   string
+		want string // RFC 3339 in UTC, "" for invalid
+	}{
+		{"Fri, 6 Sep 2002 08:44:38 EDT", "2002-09-06T12:44:38Z"},
+		{"Tue, 1 Mar 2022 10:00:00 +0100 (CET)", "2022-03-01T09:00:00Z"},
+		{"27 Jun 01 3:36:25 AM", "2001-06-27T03:36:25Z"},
+		{"Mon, 28 Jul 1980 14:01:35", "1980-07-28T14:01:35Z"},
+		{"Wed, 30 Jul 1980 18.25.49 -0000", "1980-07-30T18:25:49Z"},
+		{"1 Jan 99 00:00 +0000", "1999-01-01T00:00:00Z"},
+		{"Thu, 13 Feb 1969 23:32 -0330", "1969-02-14T03:02:00Z"},
+		{"Sat, 27 Jul 2002 18:53:31 +-0500", "2002-07-27T18:53:31Z"},
+		{"(comment) Mon , 2 Sep 2002 1:02:03 PST", "2002-09-02T09:02:03Z"},
+		{"Mon,2 Sep 2002 (x) 01 : 02 : 03 PST", "2002-09-02T09:02:03Z"},
+		{"Sat, 02 Feb 0102 11:39:51 +0200", ""},
+		{"Sat, 02 Feb 102 11:39:51 +0200", ""},
+		{"Sat, 02 Foo 2002 11:39:51 +0200", ""},
+		{"2002-02-02 11:39:51", ""},
+		{"", ""},
+	}
+	for _, c := range cases {
+		got, ok := parseSentDate(c.in)
+		s := ""
+		if ok {
+			s = got.UTC().Format(time.RFC3339)
+		}
+		if s != c.want {
+			t.Errorf("%q: got %q, want %q", c.in, s, c.want)
+		}
+	}
+}
+
+func FuzzParseSentDate(f *testing.F) {
+	f.Add("Fri, 6 Sep 2002 08:44:38 EDT")
+	f.Add("27 Jun 01 3:36:25 AM (x(y)\\)")
+	f.Fuzz(func(t *testing.T, s string) {
+		parseSentDate(s)
+		baseSubjectRF(s)
+		msgIDs(s)
+	})
+}
