@@ -24,6 +24,7 @@ type exporter struct {
 	acct  store.Account
 	opts  ExportOptions
 	br    *bufio.Reader
+	lf    *convReader // CRLF to LF (see lineend.go)
 	prog  *progress
 	stats Stats
 }
@@ -60,7 +61,7 @@ func Export(ctx context.Context, st *store.Store, acct store.Account, opts Expor
 		total += c.Size
 	}
 	ex := &exporter{st: st, acct: acct, opts: opts, br: bufio.NewReaderSize(nil, headerPeek),
-		prog: newProgress(opts.Progress, total)}
+		lf: newConvReader(true), prog: newProgress(opts.Progress, total)}
 	var err error
 	if format == "mbox" {
 		err = ex.mbox(ctx, mbs)
@@ -106,7 +107,7 @@ func (ex *exporter) mboxFile(ctx context.Context, mb store.Mailbox, path string)
 	w := mbox.NewWriter(f)
 	err = ex.eachMessage(ctx, mb, func(m store.MessageInfo, body *bufio.Reader) error {
 		head, _ := body.Peek(headerPeek)
-		block := mbox.FlagBlock(m.Flags, lineEnding(head))
+		block := mbox.FlagBlock(m.Flags, "\n")
 		_, err := w.WriteMessage(returnPath(head), m.InternalDate, io.MultiReader(bytes.NewReader(block), body))
 		return err
 	})
@@ -187,7 +188,10 @@ func (ex *exporter) one(m store.MessageInfo, fn func(store.MessageInfo, *bufio.R
 		return err
 	}
 	defer f.Close()
-	ex.br.Reset(f)
+	// mbox and Maildir files have LF line ends (see lineend.go).
+	ex.lf.reset(f)
+	defer ex.lf.reset(nil)
+	ex.br.Reset(ex.lf)
 	defer ex.br.Reset(nil)
 	if err := fn(m, ex.br); err != nil {
 		return err
@@ -196,15 +200,6 @@ func (ex *exporter) one(m store.MessageInfo, fn func(store.MessageInfo, *bufio.R
 	ex.stats.Bytes += m.Size
 	ex.prog.add(m.Size)
 	return nil
-}
-
-// lineEnding is the line ending of a message's first line, so that the
-// flag block matches the message.
-func lineEnding(head []byte) string {
-	if i := bytes.IndexByte(head, '\n'); i > 0 && head[i-1] == '\r' {
-		return "\r\n"
-	}
-	return "\n"
 }
 
 // returnPath is the address of the message's Return-Path: field (RFC 5322

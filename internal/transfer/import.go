@@ -30,6 +30,7 @@ type importer struct {
 	opts ImportOptions
 	mbs  *mailboxes
 	br   *bufio.Reader
+	crlf *convReader // LF to CRLF (see lineend.go)
 	prog *progress
 	pipe *pipeline
 }
@@ -50,8 +51,9 @@ func Import(ctx context.Context, st *store.Store, acct store.Account, opts Impor
 	}
 	imp := &importer{
 		st: st, acct: acct, opts: opts,
-		mbs: &mailboxes{st: st, acct: acct, byName: map[string]int64{}},
-		br:  bufio.NewReaderSize(nil, headerPeek),
+		mbs:  &mailboxes{st: st, acct: acct, byName: map[string]int64{}},
+		br:   bufio.NewReaderSize(nil, headerPeek),
+		crlf: newConvReader(false),
 	}
 	imp.pipe = newPipeline(ctx, st, acct, opts.IgnoreQuota)
 	switch {
@@ -255,7 +257,10 @@ func (imp *importer) add(mbID int64, body io.Reader, flags []string, date time.T
 		head, _ := br.Peek(headerPeek)
 		date = headerDate(head)
 	}
-	return imp.pipe.submit(mbID, flags, date, br)
+	// The store holds CRLF line ends (see lineend.go).
+	imp.crlf.reset(br)
+	defer imp.crlf.reset(nil)
+	return imp.pipe.submit(mbID, flags, date, imp.crlf)
 }
 
 // headerDate returns the Date: field of a header (RFC 5322 §3.6.1), or

@@ -153,7 +153,7 @@ func TestImportPythonMailboxes(t *testing.T) {
 		t.Helper()
 		var got []string
 		for _, m := range snap[mailbox] {
-			subject, _, _ := strings.Cut(strings.TrimPrefix(m.body, "Subject: "), "\n")
+			subject, _, _ := strings.Cut(strings.TrimPrefix(m.body, "Subject: "), "\r\n")
 			got = append(got, subject+":"+m.flags)
 			if m.date != 1_000_000_000 {
 				t.Errorf("%s %s: date %d", mailbox, subject, m.date)
@@ -167,7 +167,8 @@ func TestImportPythonMailboxes(t *testing.T) {
 	check("PyMD", []string{`four:\Seen`})
 	check("PyMD/Sub", []string{`five:\Answered \Deleted \Flagged`})
 	for _, m := range snap["Py"] {
-		if !strings.Contains(m.body, "\nFrom python\n") || strings.Contains(m.body, ">From") {
+		// Python writes LF line ends; the store holds CRLF.
+		if !strings.Contains(m.body, "\r\nFrom python\r\n") || strings.Contains(m.body, ">From") {
 			t.Errorf("mbox body not unquoted: %q", m.body)
 		}
 	}

@@ -121,7 +121,14 @@ func appendMsg(t testing.TB, st *store.Store, acct store.Account, mailbox, body 
 	}
 }
 
-// tricky are messages that exercise the mbox format's corners.
+// crlf is s as the store holds it: bare LFs made CRLF.
+func crlf(s string) string {
+	b, _ := appendCRLF(nil, []byte(s), false)
+	return string(b)
+}
+
+// tricky are messages that exercise the mbox format's corners; the
+// store holds them with CRLF line ends (crlf).
 var tricky = []string{
 	"From: a@example.org\r\nSubject: crlf\r\n\r\nFrom the start\r\n>From quoted\r\n",
 	"From: a@example.org\nSubject: lf, no final newline\n\nlast line",
@@ -138,9 +145,9 @@ func fill(t testing.TB, st *store.Store, acct store.Account) {
 	boxes := []string{"INBOX", "Sent", "Folder/Sub", "Entwürfe.mbox", "a.b:c"}
 	for i, body := range tricky {
 		for j, mb := range boxes {
-			appendMsg(t, st, acct, mb, fmt.Sprintf("X-N: %d\n", j)+body, base.Add(time.Duration(i*j)*time.Hour), flagSets[(i+j)%len(flagSets)]...)
+			appendMsg(t, st, acct, mb, crlf(fmt.Sprintf("X-N: %d\n", j)+body), base.Add(time.Duration(i*j)*time.Hour), flagSets[(i+j)%len(flagSets)]...)
 		}
-		appendMsg(t, st, acct, "INBOX", body, base.Add(time.Duration(i)*time.Minute), flagSets[i%len(flagSets)]...)
+		appendMsg(t, st, acct, "INBOX", crlf(body), base.Add(time.Duration(i)*time.Minute), flagSets[i%len(flagSets)]...)
 	}
 	for _, name := range []string{"Empty", "Folder"} {
 		if _, err := st.CreateMailbox(context.Background(), acct.ID, name, ""); err != nil {
@@ -232,8 +239,8 @@ func TestForeignMbox(t *testing.T) {
 	}
 	got := snapshot(t, st, acct)["Old"]
 	want := []msgRec{
-		{one, `$Work Later \Answered \Flagged \Seen`, time.Date(2002, 8, 22, 12, 36, 23, 0, time.UTC).Unix()},
-		{two, ``, time.Date(2022, 3, 1, 9, 0, 0, 0, time.UTC).Unix()},
+		{crlf(one), `$Work Later \Answered \Flagged \Seen`, time.Date(2002, 8, 22, 12, 36, 23, 0, time.UTC).Unix()},
+		{crlf(two), ``, time.Date(2022, 3, 1, 9, 0, 0, 0, time.UTC).Unix()},
 	}
 	compare(t, map[string][]msgRec{"x": got}, map[string][]msgRec{"x": want})
 }
@@ -273,7 +280,7 @@ func TestCorpus(t *testing.T) {
 			seen[h] = true
 		}
 		mb := filepath.Base(filepath.Dir(f))
-		appendMsg(t, st, src, mb, string(b), time.Unix(1_000_000_000+int64(i)*3600, 0), flagSets[i%len(flagSets)]...)
+		appendMsg(t, st, src, mb, crlf(string(b)), time.Unix(1_000_000_000+int64(i)*3600, 0), flagSets[i%len(flagSets)]...)
 	}
 	want := snapshot(t, st, src)
 	for _, format := range []string{"mbox", "maildir"} {
@@ -321,7 +328,7 @@ func TestLargeMessage(t *testing.T) {
 		t.Fatalf("%d messages", len(got))
 	}
 	for i := range want {
-		if got[i].body != want[i] {
+		if got[i].body != crlf(want[i]) {
 			t.Errorf("message %d differs (%d bytes, want %d)", i, len(got[i].body), len(want[i]))
 		}
 	}
