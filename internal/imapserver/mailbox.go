@@ -350,3 +350,37 @@ func (s *session) cmdGetQuotaRoot(cmd *imap.Command) reply {
 	}
 	return ok("GETQUOTAROOT completed")
 }
+
+// appendBody returns the bytes APPEND stores for m. Messages are stored
+// with CRLF line ends (RFC 9051 §2.3.4 counts RFC822.SIZE in them, and
+// BODY[] is sent as stored), so a bare LF from a sloppy client becomes
+// CRLF; a lone CR is left alone. A literal8 (RFC 3516 §4.4) is binary
+// content and is stored as sent.
+func appendBody(m *imap.AppendMessage) []byte {
+	if m.Binary {
+		return m.Data
+	}
+	return crlfLines(m.Data)
+}
+
+// crlfLines returns b with every LF that does not follow a CR turned into
+// CRLF; b itself when it has none.
+func crlfLines(b []byte) []byte {
+	bare := 0
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			bare++
+		}
+	}
+	if bare == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+bare)
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
+}
