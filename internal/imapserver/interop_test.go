@@ -206,3 +206,64 @@ starttls = no
 		t.Errorf("server after sync: %d messages, %d seen (want 4 and 1)", len(infos), seen)
 	}
 }
+
+// TestInteropMutt drives mutt over IMAP: it opens INBOX (mutt lists the
+// folder with FETCH of envelopes and flags), copies the first message to
+// a local mbox, flags the second and deletes the third, syncs and quits.
+// mutt is a full-screen program: it runs on a pseudo-terminal made by
+// script(1), its keys pushed with -e 'push ...'.
+func TestInteropMutt(t *testing.T) {
+	mutt := testutil.NeedProgram(t, "mutt")
+	scriptBin := testutil.NeedProgram(t, "script")
+	ts := newTestServer(t)
+	for i := 1; i <= 3; i++ {
+		ts.deliver("INBOX", testMsg(fmt.Sprintf("mutt %d", i), fmt.Sprintf("body of message %d", i)))
+	}
+	dir := t.TempDir()
+	host, port, _ := strings.Cut(ts.addr, ":")
+	rc := filepath.Join(dir, "muttrc")
+	saved := filepath.Join(dir, "saved.mbox")
+	os.WriteFile(rc, []byte(fmt.Sprintf(`set folder="imap://alice%%40example.org@%s:%s/"
+set spoolfile="+INBOX"
+set imap_pass="%s"
+set ssl_starttls=no
+set ssl_force_tls=no
+set imap_check_subscribed=no
+set header_cache=""
+set message_cachedir=""
+set mbox_type=mbox
+set confirmappend=no
+set confirmcreate=no
+set delete=yes
+set move=no
+set quit=yes
+set wait_key=no
+set sort=date
+set timeout=5
+`, host, port, testPass)), 0o600)
+	keys := "<first-entry><copy-message>" + saved + "<enter>" +
+		"<next-entry><flag-message><next-entry><delete-message><sync-mailbox><quit>"
+	cmdline := fmt.Sprintf("%s -n -F %s -f imap://alice%%40example.org@%s:%s/INBOX -e 'push \"%s\"'",
+		mutt, rc, host, port, keys)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, scriptBin, "-qec", cmdline, "/dev/null")
+	cmd.Env = append(os.Environ(), "TERM=vt100", "HOME="+dir, "COLUMNS=100", "LINES=30")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mutt: %v\n%s", err, clipStr(string(out)))
+	}
+	b, err := os.ReadFile(saved)
+	if err != nil || !strings.Contains(string(b), "body of message 1") || !strings.HasPrefix(string(b), "From ") {
+		t.Errorf("saved mbox: %v %q", err, clipStr(string(b)))
+	}
+	mb, _ := ts.st.MailboxByName(context.Background(), ts.acct.ID, "INBOX")
+	infos, err := ts.st.Messages(context.Background(), mb.ID, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 2 || infos[0].UID != 1 || !hasFlag(infos[1].Flags, `\Flagged`) {
+		t.Errorf("server after mutt: %+v (want UIDs 1 and 2, 2 flagged, 3 expunged)", infos)
+	}
+}
