@@ -30,6 +30,8 @@
 // rule means that byte-identical copies inside one source mailbox are kept
 // once.
 //
+// Messages are stored with CRLF line ends and the files hold LF ones:
+// import turns bare LFs into CRLF, export CRLF into LF (see lineend.go).
 // Export followed by import gives back every message byte for byte, with
 // its flags (keywords: up to 26 per folder in Maildir) and its internal
 // date to the second.
