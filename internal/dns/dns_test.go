@@ -86,3 +86,24 @@ func TestRecords(t *testing.T) {
 		t.Fatalf("zone parse: %v after %d records\n%s", err, n, z)
 	}
 }
+
+// TestMailHostsDNSSEC: the AD bit of a validating upstream is reported,
+// for an MX answer and for an implicit MX (RFC 8689 §4.2.1 needs it).
+func TestMailHostsDNSSEC(t *testing.T) {
+	r := server(t, map[string]mockdns.Zone{
+		"signed.test.":      {AD: true, MX: []net.MX{{Host: "mx.signed.test.", Pref: 10}}},
+		"unsigned.test.":    {MX: []net.MX{{Host: "mx.unsigned.test.", Pref: 10}}},
+		"implicit.test.":    {AD: true, A: []string{"127.0.0.3"}},
+		"implicit-no.test.": {A: []string{"127.0.0.3"}},
+	})
+	ctx := context.Background()
+	for _, c := range []struct {
+		domain string
+		secure bool
+	}{{"signed.test", true}, {"unsigned.test", false}, {"implicit.test", true}, {"implicit-no.test", false}} {
+		mxs, secure, err := r.MailHostsDNSSEC(ctx, c.domain)
+		if err != nil || len(mxs) != 1 || secure != c.secure {
+			t.Errorf("%s: %v secure=%v err=%v, want secure=%v", c.domain, mxs, secure, err, c.secure)
+		}
+	}
+}

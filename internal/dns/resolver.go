@@ -49,10 +49,17 @@ func NewResolver(server string) (*Resolver, error) {
 }
 
 // query asks one question, over UDP and again over TCP when truncated.
-func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]mdns.RR, error) {
+// ad is the answer's AD bit: the upstream validated it with DNSSEC
+// (RFC 4035 §3.2.3). It means something only when the configured server
+// is a validating resolver reached over a trusted path (RFC 4035 §4.9.3),
+// such as one on the same host; the Resolver takes it as given.
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (rrs []mdns.RR, ad bool, err error) {
 	m := new(mdns.Msg)
 	m.SetQuestion(mdns.Fqdn(name), qtype)
 	m.RecursionDesired = true
+	// RFC 6840 §5.7: setting AD in a query asks for the AD bit in the
+	// answer without the DNSSEC records themselves (no DO bit).
+	m.AuthenticatedData = true
 	m.SetEdns0(4096, false)
 	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
@@ -66,25 +73,25 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]mdns
 		resp, _, err = tc.ExchangeContext(ctx, m, r.Server)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dns: %s %s: %w", name, mdns.TypeToString[qtype], err)
+		return nil, false, fmt.Errorf("dns: %s %s: %w", name, mdns.TypeToString[qtype], err)
 	}
+	ad = resp.AuthenticatedData
 	switch resp.Rcode {
 	case mdns.RcodeSuccess:
 	case mdns.RcodeNameError:
-		return nil, fmt.Errorf("%w: %s (NXDOMAIN)", ErrNotFound, name)
+		return nil, ad, fmt.Errorf("%w: %s (NXDOMAIN)", ErrNotFound, name)
 	default:
-		return nil, fmt.Errorf("dns: %s %s: %s", name, mdns.TypeToString[qtype], mdns.RcodeToString[resp.Rcode])
+		return nil, false, fmt.Errorf("dns: %s %s: %s", name, mdns.TypeToString[qtype], mdns.RcodeToString[resp.Rcode])
 	}
-	var out []mdns.RR
 	for _, rr := range resp.Answer {
 		if rr.Header().Rrtype == qtype {
-			out = append(out, rr)
+			rrs = append(rrs, rr)
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: %s %s", ErrNotFound, name, mdns.TypeToString[qtype])
+	if len(rrs) == 0 {
+		return nil, ad, fmt.Errorf("%w: %s %s", ErrNotFound, name, mdns.TypeToString[qtype])
 	}
-	return out, nil
+	return rrs, ad, nil
 }
 
 // MX is one mail exchanger.
@@ -97,9 +104,15 @@ type MX struct {
 // random order among equal preferences (RFC 5321 §5.1). ErrNullMX for a
 // null MX; ErrNotFound when there is no MX record.
 func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]MX, error) {
-	rrs, err := r.query(ctx, domain, mdns.TypeMX)
+	mxs, _, err := r.lookupMX(ctx, domain)
+	return mxs, err
+}
+
+// lookupMX is LookupMX that also returns the answer's AD bit.
+func (r *Resolver) lookupMX(ctx context.Context, domain string) ([]MX, bool, error) {
+	rrs, ad, err := r.query(ctx, domain, mdns.TypeMX)
 	if err != nil {
-		return nil, err
+		return nil, ad, err
 	}
 	var mxs []MX
 	for _, rr := range rrs {
@@ -107,7 +120,7 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]MX, error) {
 		// RFC 7505 §3: a single MX with the root as host means no mail.
 		if mx.Mx == "." {
 			if len(rrs) == 1 {
-				return nil, fmt.Errorf("%w: %s", ErrNullMX, domain)
+				return nil, ad, fmt.Errorf("%w: %s", ErrNullMX, domain)
 			}
 			continue
 		}
@@ -115,19 +128,28 @@ func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]MX, error) {
 	}
 	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
-	return mxs, nil
+	return mxs, ad, nil
 }
 
 // LookupIP returns the IPv4 and IPv6 addresses of host (IPv4 first). It
 // fails only when both lookups fail; ErrNotFound when neither has records.
 func (r *Resolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) {
+	ips, _, err := r.lookupIP(ctx, host)
+	return ips, err
+}
+
+// lookupIP is LookupIP that also reports whether every answer it rests
+// on carried the AD bit.
+func (r *Resolver) lookupIP(ctx context.Context, host string) ([]net.IP, bool, error) {
 	if ip := net.ParseIP(host); ip != nil {
-		return []net.IP{ip}, nil
+		return []net.IP{ip}, false, nil
 	}
 	var ips []net.IP
 	var errs []error
+	secure := true
 	for _, t := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
-		rrs, err := r.query(ctx, host, t)
+		rrs, ad, err := r.query(ctx, host, t)
+		secure = secure && ad
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -142,22 +164,22 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]net.IP, error) 
 		}
 	}
 	if len(ips) > 0 {
-		return ips, nil
+		return ips, secure, nil
 	}
 	if errors.Is(errs[0], ErrNotFound) && errors.Is(errs[1], ErrNotFound) {
-		return nil, errs[0]
+		return nil, secure, errs[0]
 	}
 	for _, e := range errs {
 		if !errors.Is(e, ErrNotFound) {
-			return nil, e
+			return nil, false, e
 		}
 	}
-	return nil, errs[0]
+	return nil, secure, errs[0]
 }
 
 // LookupTXT returns the TXT strings of name, each record's strings joined.
 func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	rrs, err := r.query(ctx, name, mdns.TypeTXT)
+	rrs, _, err := r.query(ctx, name, mdns.TypeTXT)
 	if err != nil {
 		return nil, err
 	}
@@ -172,18 +194,29 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 // or the domain itself when it has no MX but has an address (RFC 5321 §5.1
 // implicit MX). ErrNullMX and ErrNotFound are permanent failures.
 func (r *Resolver) MailHosts(ctx context.Context, domain string) ([]MX, error) {
-	mxs, err := r.LookupMX(ctx, domain)
+	mxs, _, err := r.MailHostsDNSSEC(ctx, domain)
+	return mxs, err
+}
+
+// MailHostsDNSSEC is MailHosts that also reports whether the answers the
+// host list rests on were DNSSEC-validated (AD bit set by the upstream):
+// the MX answer, or for an implicit MX the denial of the MX record and
+// the domain's addresses. RFC 8689 §4.2.1 requires that (or an MTA-STS
+// policy) before a REQUIRETLS message goes to a host.
+func (r *Resolver) MailHostsDNSSEC(ctx context.Context, domain string) ([]MX, bool, error) {
+	mxs, ad, err := r.lookupMX(ctx, domain)
 	if err == nil {
 		if len(mxs) == 0 {
-			return nil, fmt.Errorf("%w: %s", ErrNullMX, domain)
+			return nil, ad, fmt.Errorf("%w: %s", ErrNullMX, domain)
 		}
-		return mxs, nil
+		return mxs, ad, nil
 	}
 	if !errors.Is(err, ErrNotFound) {
-		return nil, err
+		return nil, false, err
 	}
-	if _, err := r.LookupIP(ctx, domain); err != nil {
-		return nil, err
+	_, ipAD, err := r.lookupIP(ctx, domain)
+	if err != nil {
+		return nil, false, err
 	}
-	return []MX{{Host: domain}}, nil
+	return []MX{{Host: domain}}, ad && ipAD, nil
 }

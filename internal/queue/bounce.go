@@ -65,9 +65,13 @@ func (q *Queue) finish(ctx context.Context, e *store.QueueEntry, results map[int
 			continue
 		}
 		if expired {
-			// RFC 3463 X.4.7: delivery time expired.
+			// RFC 3463 X.4.7: delivery time expired. A REQUIRETLS
+			// message held for want of TLS keeps its X.7.10 (RFC 8689
+			// §4.2.1), which becomes 5.7.10 in the notification.
 			r.Status = store.QueueFailed
-			r.Enhanced = "4.4.7"
+			if !e.RequireTLS || !strings.HasPrefix(r.Enhanced, "4.7.") {
+				r.Enhanced = "4.4.7"
+			}
 			r.Reply = "delivery time expired; last error: " + r.Reply
 			failed = append(failed, i)
 			continue

@@ -239,49 +239,78 @@ func unfold(s string) string {
 	return strings.ReplaceAll(s, "\n\t", " ")
 }
 
-// route returns the hosts to try for a domain and whether a verified TLS
-// connection is required (MTA-STS enforce or REQUIRETLS). A returned
-// outcome is a failure for every recipient of the domain.
-func (q *Queue) route(ctx context.Context, domain string, requireTLS, tlsOptional bool) ([]dns.MX, bool, *outcome) {
+// tlsNeed is what a connection must offer before a message goes over it.
+type tlsNeed struct {
+	verify     bool // TLS with a certificate valid for the host name
+	requireTLS bool // RFC 8689: verified TLS and the REQUIRETLS extension
+}
+
+// route returns the hosts to try for a domain and what TLS they must
+// offer (MTA-STS enforce, REQUIRETLS). A returned outcome is a failure
+// for every recipient of the domain.
+func (q *Queue) route(ctx context.Context, domain string, requireTLS, tlsOptional bool) ([]dns.MX, tlsNeed, *outcome) {
+	need := tlsNeed{verify: requireTLS, requireTLS: requireTLS}
 	if sh := q.cfg.Smarthost; sh != nil {
-		return []dns.MX{{Host: sh.Host}}, requireTLS || sh.TLS == TLSStartTLS || sh.TLS == TLSImplicit, nil
+		// The administrator named this host; it was not found in DNS.
+		need.verify = need.verify || sh.TLS == TLSStartTLS || sh.TLS == TLSImplicit
+		return []dns.MX{{Host: sh.Host}}, need, nil
 	}
-	hosts, err := q.cfg.Resolver.MailHosts(ctx, domain)
+	hosts, secure, err := q.cfg.Resolver.MailHostsDNSSEC(ctx, domain)
 	switch {
 	case errors.Is(err, dns.ErrNullMX):
 		o := perm(556, "5.1.10", "domain %s does not accept mail (null MX)", domain) // RFC 7505 §4.2
-		return nil, false, &o
+		return nil, need, &o
 	case errors.Is(err, dns.ErrNotFound):
 		o := perm(550, "5.1.2", "domain %s has no mail server", domain)
-		return nil, false, &o
+		return nil, need, &o
 	case err != nil:
 		o := temp("4.4.3", "DNS lookup of %s failed: %v", domain, err)
-		return nil, false, &o
+		return nil, need, &o
 	}
-	verify := requireTLS
 	// RFC 8689 §5: "TLS-Required: No" asks to ignore TLS policies.
+	var p *mtasts.Policy
 	if q.cfg.MTASTS != nil && !tlsOptional {
-		p, err := q.cfg.MTASTS.Policy(ctx, domain)
-		if err != nil {
+		if p, err = q.cfg.MTASTS.Policy(ctx, domain); err != nil {
 			q.log.Warn("mta-sts policy fetch failed; treating as none (RFC 8461 §5)", "domain", domain, "err", err)
 		}
-		if p != nil && p.Mode == mtasts.ModeEnforce {
-			// RFC 8461 §4.2: only MX hosts matching the policy, over TLS
-			// with a certificate valid for the MX host name.
-			var ok []dns.MX
-			for _, h := range hosts {
-				if p.Matches(h.Host) {
-					ok = append(ok, h)
-				}
+	}
+	var listed []dns.MX
+	if p != nil && (p.Mode == mtasts.ModeEnforce || p.Mode == mtasts.ModeTesting) {
+		for _, h := range hosts {
+			if p.Matches(h.Host) {
+				listed = append(listed, h)
 			}
-			if len(ok) == 0 {
-				o := temp("4.7.5", "no MX host of %s matches its MTA-STS policy", domain)
-				return nil, false, &o
-			}
-			hosts, verify = ok, true
 		}
 	}
-	return hosts, verify, nil
+	if p != nil && p.Mode == mtasts.ModeEnforce {
+		// RFC 8461 §4.2: only MX hosts matching the policy, over TLS
+		// with a certificate valid for the MX host name.
+		if len(listed) == 0 {
+			o := temp(tlsEnhanced(requireTLS), "no MX host of %s matches its MTA-STS policy", domain)
+			return nil, need, &o
+		}
+		hosts, need.verify = listed, true
+	}
+	if requireTLS && !secure {
+		// RFC 8689 §4.2.1 step 1: the MX hosts must come from a
+		// DNSSEC-validated lookup or an MTA-STS policy (enforce or
+		// testing) naming them. Otherwise the message waits.
+		if len(listed) == 0 {
+			o := temp("4.7.10", "REQUIRETLS: the MX hosts of %s are neither DNSSEC-validated nor listed in an MTA-STS policy", domain)
+			return nil, need, &o
+		}
+		hosts = listed
+	}
+	return hosts, need, nil
+}
+
+// tlsEnhanced is the status of a delivery held for want of TLS: RFC 8689
+// §4.2.1 gives X.7.10 (encryption needed) for REQUIRETLS, RFC 8461 none.
+func tlsEnhanced(requireTLS bool) string {
+	if requireTLS {
+		return "4.7.10"
+	}
+	return "4.7.5"
 }
 
 // deliverRemote sends to one domain's recipients in one transaction,
@@ -302,11 +331,12 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 	}
 	defer func() { <-d.sem }()
 
-	// A cached connection was set up under the same policy moments ago;
-	// REQUIRETLS needs one that was verified.
-	for c := d.takeIdle(); c != nil; c = d.takeIdle() {
-		if e.RequireTLS && !c.verified {
-			d.putIdle(c, c.used, q.cfg.PerDestination)
+	// A cached connection was set up under the same policy moments ago.
+	// A REQUIRETLS message gets a connection of its own, opened after the
+	// checks of RFC 8689 §4.2.1.
+	for !e.RequireTLS {
+		c := d.takeIdle()
+		if c == nil {
 			break
 		}
 		stop := c.watch(ctx)
@@ -322,7 +352,7 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 		}
 	}
 
-	hosts, verify, fail := q.route(ctx, domain, e.RequireTLS, !e.RequireTLS && b.tlsOptional())
+	hosts, need, fail := q.route(ctx, domain, e.RequireTLS, !e.RequireTLS && b.tlsOptional())
 	if fail != nil {
 		return fill(len(idx), *fail)
 	}
@@ -338,7 +368,7 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 			continue
 		}
 		for _, ip := range ips {
-			c, err := q.connect(ctx, h.Host, ip, verify)
+			c, err := q.connect(ctx, h.Host, ip, need)
 			if err != nil {
 				last = connectOutcome(h.Host, err)
 				connected = connected || last.code >= 400 && last.remote != ""
@@ -364,10 +394,11 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 	if !connected {
 		d.markDown(q.cfg.Now().Add(q.cfg.DownTTL), last.text)
 	}
-	if e.RequireTLS && last.enhanced == "4.7.5" {
-		// RFC 8689 §4.2.1: no MX could take it over verified TLS; a
-		// REQUIRETLS message is then returned, never sent in clear.
-		last = perm(550, "5.7.30", "REQUIRETLS: %s", last.text)
+	if e.RequireTLS && last.enhanced == "5.7.30" {
+		// RFC 8689 §4.2.1: no MX offers REQUIRETLS; the message is
+		// returned. (Without verified TLS it waits: 4.7.10, and 5.7.10
+		// when it expires.)
+		last.perm = true
 	}
 	return fill(len(idx), last)
 }
@@ -391,15 +422,18 @@ func (q *Queue) dialer(ip net.IP) *net.Dialer {
 	return d
 }
 
-// tlsRequiredError: a host could not give the verified TLS required.
-type tlsRequiredError struct{ msg string }
+// tlsRequiredError: a host could not give the verified TLS required
+// (enhanced 4.7.5 or 4.7.10), or no REQUIRETLS after it (5.7.30).
+type tlsRequiredError struct{ enhanced, msg string }
 
 func (e *tlsRequiredError) Error() string { return e.msg }
 
 func connectOutcome(host string, err error) outcome {
 	var te *tlsRequiredError
 	if errors.As(err, &te) {
-		return outcome{code: 451, enhanced: "4.7.5", text: te.msg, remote: host}
+		// Not permanent yet: another MX may do better.
+		code := map[bool]int{true: 550, false: 451}[te.enhanced[0] == '5']
+		return outcome{code: code, enhanced: te.enhanced, text: te.msg, remote: host}
 	}
 	var se *smtpError
 	if errors.As(err, &se) {
@@ -411,9 +445,10 @@ func connectOutcome(host string, err error) outcome {
 }
 
 // connect dials one address, says EHLO, upgrades to TLS and logs in to a
-// smarthost. With verify, a connection without a verified certificate for
-// host is refused: the message is never sent in clear.
-func (q *Queue) connect(ctx context.Context, host string, ip net.IP, verify bool) (*client, error) {
+// smarthost. With need.verify, a connection without a verified
+// certificate for host is refused: the message is never sent in clear.
+func (q *Queue) connect(ctx context.Context, host string, ip net.IP, need tlsNeed) (*client, error) {
+	verify := need.verify
 	port := q.cfg.Port
 	mode := TLSOpportunistic
 	if sh := q.cfg.Smarthost; sh != nil {
@@ -452,7 +487,7 @@ func (q *Queue) connect(ctx context.Context, host string, ip net.IP, verify bool
 			if err := c.startTLS(tcfg, q.cfg.Hostname); err != nil {
 				c.close()
 				if verify {
-					return nil, &tlsRequiredError{fmt.Sprintf("TLS with %s failed: %v", host, err)}
+					return nil, &tlsRequiredError{tlsEnhanced(need.requireTLS), fmt.Sprintf("TLS with %s failed: %v", host, err)}
 				}
 				q.log.Info("STARTTLS failed, retrying in clear (opportunistic)", "host", host, "err", err)
 				continue
@@ -460,7 +495,13 @@ func (q *Queue) connect(ctx context.Context, host string, ip net.IP, verify bool
 		}
 		if verify && !c.verified {
 			c.close()
-			return nil, &tlsRequiredError{host + " offers no verified TLS and policy requires it"}
+			return nil, &tlsRequiredError{tlsEnhanced(need.requireTLS), host + " offers no verified TLS and policy requires it"}
+		}
+		if need.requireTLS && !c.has("REQUIRETLS") {
+			// RFC 8689 §4.2.1 step 4: the extension must be offered
+			// after STARTTLS; 5.7.30 once no MX offers it.
+			c.close()
+			return nil, &tlsRequiredError{"5.7.30", "REQUIRETLS: " + host + " does not offer REQUIRETLS"}
 		}
 		if sh := q.cfg.Smarthost; sh != nil && sh.Username != "" {
 			if err := c.auth(sh.Username, sh.Password); err != nil {

@@ -48,8 +48,10 @@ type Message struct {
 }
 
 // Resolver finds mail hosts and addresses (internal/dns.Resolver).
+// MailHostsDNSSEC also says whether the host list was DNSSEC-validated
+// (the upstream's AD bit), which REQUIRETLS needs (RFC 8689 §4.2.1).
 type Resolver interface {
-	MailHosts(ctx context.Context, domain string) ([]dns.MX, error)
+	MailHostsDNSSEC(ctx context.Context, domain string) ([]dns.MX, bool, error)
 	LookupIP(ctx context.Context, host string) ([]net.IP, error)
 }
 

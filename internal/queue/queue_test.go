@@ -236,33 +236,6 @@ func TestMTASTSNoMatchingMX(t *testing.T) {
 	}
 }
 
-func TestRequireTLSRefusesCleartext(t *testing.T) {
-	r := startReceiver(t, "127.0.0.3:0", nil)
-	e := newEnv(t, mxZone(0), Config{Port: r.port()})
-	e.run(t)
-	m := &Message{AccountID: e.alice.ID, From: "alice@a.test", RequireTLS: true, Blob: e.blob(t, testMessage),
-		Recipients: []Recipient{{Address: "bob@b.test"}}}
-	e.q.Enqueue(context.Background(), m)
-	waitFor(t, 10*time.Second, "a DSN", func() bool { return len(e.inbox(t)) == 1 && e.queueLen(t) == 0 })
-	if len(r.messages()) != 0 {
-		t.Fatal("REQUIRETLS message sent in clear")
-	}
-}
-
-func TestRequireTLSDelivered(t *testing.T) {
-	cert, pool := testCert(t, "mx.b.test")
-	r := startReceiver(t, "127.0.0.3:0", &cert)
-	e := newEnv(t, mxZone(0), Config{Port: r.port(), TLS: &tls.Config{RootCAs: pool}})
-	e.run(t)
-	m := &Message{AccountID: e.alice.ID, From: "alice@a.test", RequireTLS: true, Blob: e.blob(t, testMessage),
-		Recipients: []Recipient{{Address: "bob@b.test"}}}
-	e.q.Enqueue(context.Background(), m)
-	waitFor(t, 10*time.Second, "delivery", func() bool { return len(r.messages()) == 1 })
-	if got := r.messages()[0]; !got.TLS || !got.Opts.RequireTLS {
-		t.Fatalf("REQUIRETLS not used: %+v", got.Opts)
-	}
-}
-
 func TestDelayWarningThenExpiry(t *testing.T) {
 	zones := map[string]mockdns.Zone{
 		"down.test.":    {MX: []net.MX{{Host: "mx.down.test.", Pref: 10}}},

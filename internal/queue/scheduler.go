@@ -27,13 +27,17 @@ func (q *Queue) Run(ctx context.Context) error {
 	dctx, dcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer dcancel()
 	jobs := make(chan store.QueueEntry)
-	done := make(chan int64, q.cfg.Workers)
+	done := make(chan finished, q.cfg.Workers)
 	var wg sync.WaitGroup
 	for range q.cfg.Workers {
 		wg.Go(func() {
 			for e := range jobs {
 				q.attempt(dctx, &e)
-				done <- e.ID
+				f := finished{id: e.ID}
+				if e.Pending() {
+					f.next = e.NextAttempt
+				}
+				done <- f
 			}
 		})
 	}
@@ -43,17 +47,17 @@ func (q *Queue) Run(ctx context.Context) error {
 	err := q.schedule(ctx, jobs, done)
 
 	close(jobs)
-	finished := make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
 		for range done {
 		}
 	}()
-	go func() { wg.Wait(); close(finished) }()
+	go func() { wg.Wait(); close(stopped) }()
 	select {
-	case <-finished:
+	case <-stopped:
 	case <-time.After(q.cfg.StopGrace):
 		dcancel()
-		<-finished
+		<-stopped
 	}
 	close(done)
 	close(janitorStop)
@@ -61,12 +65,19 @@ func (q *Queue) Run(ctx context.Context) error {
 	return err
 }
 
+// finished reports a delivery attempt to the scheduler: the entry and,
+// when it is still queued, its next attempt.
+type finished struct {
+	id   int64
+	next time.Time
+}
+
 // schedule hands each due entry to a worker once. New entries are
 // followed with an id cursor (ids only grow, and a batch commits in id
 // order), so a busy queue is never rescanned; entries waiting for a retry
 // are found by a sweep of the due index when the earliest of them comes
 // due, and by a full sweep every 30 s (changes by another process).
-func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done <-chan int64) error {
+func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done <-chan finished) error {
 	inflight := map[int64]bool{}
 	// Entries already queued are the first sweep's; the cursor follows
 	// the ones added from now on.
@@ -80,10 +91,21 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 	// an entry is never handed out twice.
 	var events uint64
 	finishedAt := map[int64]uint64{}
-	markDone := func(id int64) {
-		delete(inflight, id)
+	// due is the earliest next attempt known to the loop, from the store
+	// and from finished attempts: an attempt that ends after its own next
+	// attempt came due (a short retry, the end of the queue lifetime) is
+	// swept at once rather than at the next full sweep.
+	var due time.Time
+	noteDue := func(t time.Time) {
+		if !t.IsZero() && (due.IsZero() || t.Before(due)) {
+			due = t
+		}
+	}
+	markDone := func(f finished) {
+		delete(inflight, f.id)
 		events++
-		finishedAt[id] = events
+		finishedAt[f.id] = events
+		noteDue(f.next)
 	}
 	dispatch := func(e store.QueueEntry, readAt uint64) bool {
 		if inflight[e.ID] || finishedAt[e.ID] > readAt || e.NextAttempt.After(q.cfg.Now()) {
@@ -94,8 +116,8 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 			select {
 			case jobs <- e:
 				return true
-			case id := <-done:
-				markDone(id)
+			case f := <-done:
+				markDone(f)
 			case <-ctx.Done():
 				return false
 			}
@@ -105,6 +127,9 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 		var err error
 		if sweep {
 			lastSweep, sweep = q.cfg.Now(), false
+			if !due.After(lastSweep) {
+				due = time.Time{}
+			}
 			err = q.sweep(ctx, func() uint64 { return events }, dispatch)
 		}
 		var fresh []store.QueueEntry
@@ -139,13 +164,19 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 		now := q.cfg.Now()
 		wait := fullScan - now.Sub(lastSweep)
 		if next, ok, err := q.st.QueueNext(ctx, now); err == nil && ok {
-			wait = min(wait, next.Sub(now))
+			noteDue(next)
+		}
+		if !due.IsZero() {
+			if wait = min(wait, due.Sub(now)); wait <= 0 {
+				sweep = true
+				continue
+			}
 		}
 		timer := time.NewTimer(max(wait, 5*time.Millisecond))
 		select {
 		case <-q.wake:
-		case id := <-done:
-			markDone(id)
+		case f := <-done:
+			markDone(f)
 		case <-timer.C:
 			sweep = true
 		case <-ctx.Done():
@@ -156,8 +187,8 @@ func (q *Queue) schedule(ctx context.Context, jobs chan<- store.QueueEntry, done
 	drain:
 		for {
 			select {
-			case id := <-done:
-				markDone(id)
+			case f := <-done:
+				markDone(f)
 			default:
 				break drain
 			}
