@@ -112,9 +112,12 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 		}
 		p := new(message.Parsed)
 		if opt.EnvelopeOnly {
-			var e envelopeOnly
-			err = json.Unmarshal(meta, &e)
-			p.Envelope = e.Envelope
+			var ok bool
+			if p.Envelope, ok = decodeEnvelope(meta); !ok {
+				var e envelopeOnly
+				err = json.Unmarshal(meta, &e)
+				p.Envelope = e.Envelope
+			}
 		} else {
 			err = json.Unmarshal(meta, p)
 		}
