@@ -60,8 +60,8 @@ func decodeEnvelope(raw []byte) (e message.Envelope, ok bool) {
 
 // jreader is a cursor over JSON bytes for decodeEnvelope.
 type jreader struct {
-	b   []byte
-	i   int
+	b []byte
+	i int
 }
 
 func (r *jreader) ws() {
