@@ -41,13 +41,36 @@ type server struct {
 	st       *store.Store
 	accts    *account.Service
 	certs    *tlsconf.Reloader
-	servers  []protoServer
 	queue    *queue.Queue
+	enqueuer smtpserver.Enqueuer
 	services []func(ctx context.Context) error // stopped after the listeners
+	sockets  map[string]*socket                // by binding key
+	gen      *generation                       // the servers new connections go to
+	retired  []protoServer                     // servers of earlier configurations, draining
 	ports    []string                          // "IMAP 127.0.0.1:2143", for dev
 	wg       sync.WaitGroup
 	closing  atomic.Bool
 }
+
+// generation is the protocol servers built from one configuration and
+// the addresses each serves.
+type generation struct {
+	servers  []protoServer
+	binds    []binding
+	handoffs []*handoff
+}
+
+type binding struct {
+	name        string
+	ps          protoServer
+	addr        string
+	implicitTLS bool
+}
+
+// key names the socket a binding uses: a protocol keeps its socket
+// across reloads while its address stays configured (an address with
+// port 0 then keeps the port it got).
+func (b binding) key() string { return b.name + " " + b.addr }
 
 func runServe(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("tern serve", flag.ContinueOnError)
@@ -93,7 +116,7 @@ func parseLevel(s string) slog.Level {
 
 // start opens the store and starts every configured listener.
 func start(ctx context.Context, cfg *config.Config, logOut io.Writer) (*server, error) {
-	s := &server{cfg: cfg, level: new(slog.LevelVar)}
+	s := &server{cfg: cfg, level: new(slog.LevelVar), sockets: map[string]*socket{}}
 	s.log = newLogger(cfg, logOut, s.level)
 	var err error
 	s.st, err = store.Open(ctx, cfg.Data, store.Options{Logger: s.log.With("component", "store")})
@@ -127,74 +150,129 @@ func (s *server) tlsConfig() *tls.Config {
 }
 
 func (s *server) startAll() error {
-	cfg := s.cfg
-	tlsc := s.tlsConfig()
 	queue, err := s.startQueue()
 	if err != nil {
 		return err
 	}
+	s.enqueuer = queue
 	if err := s.startControl(); err != nil {
 		return err
 	}
+	gen, err := s.build(s.cfg)
+	if err != nil {
+		return err
+	}
+	return s.activate(gen)
+}
+
+// build makes the protocol servers a configuration asks for, without
+// listening yet.
+func (s *server) build(cfg *config.Config) (*generation, error) {
+	g := &generation{}
+	tlsc := s.tlsConfig()
 	inbound := smtpserver.New(smtpserver.Config{
-		Mode: smtpserver.Inbound, Store: s.st, Accounts: s.accts, Queue: queue, Hostname: cfg.Hostname, TLS: tlsc,
+		Mode: smtpserver.Inbound, Store: s.st, Accounts: s.accts, Queue: s.enqueuer, Hostname: cfg.Hostname, TLS: tlsc,
 		Logger: s.log.With("proto", "smtp"), MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.SMTP.MaxRecipients,
 		MaxConnsPerIP: cfg.SMTP.MaxConnsPerIP,
 	})
-	if err := s.listen("SMTP", inbound, cfg.SMTP.Listen, nil); err != nil {
-		return err
-	}
 	submission := smtpserver.New(smtpserver.Config{
-		Mode: smtpserver.Submission, Store: s.st, Accounts: s.accts, Queue: queue, Hostname: cfg.Hostname, TLS: tlsc,
+		Mode: smtpserver.Submission, Store: s.st, Accounts: s.accts, Queue: s.enqueuer, Hostname: cfg.Hostname, TLS: tlsc,
 		Logger: s.log.With("proto", "submission"), MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.Submission.MaxRecipients,
 		InsecureAuth:  cfg.Dev,
 		DefaultLimits: smtpserver.Limits{RecipientsPerMessage: cfg.Submission.MaxRecipients, MessagesPerDay: cfg.Submission.MaxPerDay},
 	})
-	if err := s.listen("submission", submission, cfg.Submission.Listen, cfg.Submission.ListenTLS); err != nil {
-		return err
-	}
 	imap := imapserver.New(imapserver.Config{
 		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log, Hostname: cfg.Hostname, InsecureAuth: cfg.Dev,
 	})
-	if err := s.listen("IMAP", imap, cfg.IMAP.Listen, cfg.IMAP.ListenTLS); err != nil {
-		return err
-	}
-	if err := s.startPOP3(tlsc); err != nil {
-		return err
-	}
-	return s.startHTTP(tlsc)
-}
-
-// listen opens the plain and implicit-TLS addresses of one protocol.
-func (s *server) listen(name string, ps protoServer, plain, implicit []string) error {
-	if len(plain)+len(implicit) == 0 {
-		return nil
-	}
-	s.servers = append(s.servers, ps)
-	for i, addrs := range [][]string{plain, implicit} {
-		for _, a := range addrs {
-			l, err := net.Listen("tcp", a)
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
+	for _, p := range []struct {
+		name            string
+		ps              protoServer
+		plain, implicit []string
+	}{
+		{"SMTP", inbound, cfg.SMTP.Listen, nil},
+		{"submission", submission, cfg.Submission.Listen, cfg.Submission.ListenTLS},
+		{"IMAP", imap, cfg.IMAP.Listen, cfg.IMAP.ListenTLS},
+		{"POP3", s.newPOP3(cfg, tlsc), cfg.POP3.Listen, cfg.POP3.ListenTLS},
+		{"HTTP", s.newHTTP(cfg, tlsc), cfg.HTTP.Listen, cfg.HTTP.ListenTLS},
+	} {
+		if len(p.plain)+len(p.implicit) == 0 {
+			continue
+		}
+		g.servers = append(g.servers, p.ps)
+		for _, a := range p.plain {
+			g.binds = append(g.binds, binding{p.name, p.ps, a, false})
+		}
+		for _, a := range p.implicit {
+			if tlsc == nil {
+				return nil, fmt.Errorf("%s on %s: implicit TLS needs [tls] cert and key", p.name, a)
 			}
-			serve, label := ps.Serve, name
-			if i == 1 {
-				if s.certs == nil {
-					l.Close()
-					return fmt.Errorf("%s on %s: implicit TLS needs [tls] cert and key", name, a)
-				}
-				serve, label = ps.ServeTLS, name+" (TLS)"
-			}
-			s.ports = append(s.ports, label+" "+l.Addr().String())
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				if err := serve(l); err != nil && !errors.Is(err, net.ErrClosed) && !s.closing.Load() {
-					s.log.Error("listener stopped", "proto", name, "addr", l.Addr().String(), "err", err)
-				}
-			}()
+			g.binds = append(g.binds, binding{p.name + " (TLS)", p.ps, a, true})
 		}
 	}
+	return g, nil
+}
+
+// activate points the listening addresses at gen's servers: it opens the
+// new addresses (failing with nothing changed if one cannot be opened),
+// hands every address to its new server, then retires the previous
+// generation, whose sessions run on until their clients leave, and closes
+// the addresses no longer configured.
+func (s *server) activate(gen *generation) error {
+	var opened []string
+	fail := func(err error) error {
+		for _, a := range opened {
+			s.sockets[a].close()
+			delete(s.sockets, a)
+		}
+		return err
+	}
+	used := map[string]bool{}
+	for _, b := range gen.binds {
+		key := b.key()
+		if used[key] {
+			return fail(fmt.Errorf("%s: address %s is configured twice", b.name, b.addr))
+		}
+		used[key] = true
+		if s.sockets[key] != nil {
+			continue
+		}
+		sock, err := openSocket(b.addr, s.log)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", b.name, err))
+		}
+		s.sockets[key] = sock
+		opened = append(opened, key)
+	}
+	var ports []string
+	for _, b := range gen.binds {
+		h := s.sockets[b.key()].attach()
+		gen.handoffs = append(gen.handoffs, h)
+		ports = append(ports, b.name+" "+h.Addr().String())
+		serve := b.ps.Serve
+		if b.implicitTLS {
+			serve = b.ps.ServeTLS
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := serve(h); err != nil && !errors.Is(err, net.ErrClosed) && !s.closing.Load() {
+				s.log.Error("listener stopped", "proto", b.name, "addr", h.Addr().String(), "err", err)
+			}
+		}()
+	}
+	if old := s.gen; old != nil {
+		for _, h := range old.handoffs {
+			h.Close()
+		}
+		s.retired = append(s.retired, old.servers...)
+	}
+	for a, sock := range s.sockets {
+		if !used[a] {
+			sock.close()
+			delete(s.sockets, a)
+		}
+	}
+	s.gen, s.ports = gen, ports
 	return nil
 }
 
@@ -218,18 +296,39 @@ func (s *server) waitSignals(ctx context.Context, reload func() error) {
 	}
 }
 
-// reload applies what can change without a restart: the certificate and
-// the log level. Listener addresses need a restart, and say so.
+// reload applies a changed configuration: the certificate files and
+// their contents, the log level, and every listener and protocol limit
+// (new connections get servers built from the new configuration; open
+// sessions finish under the old one). The data directory, the log format,
+// the host name and the queue's settings need a restart, and say so.
 func (s *server) reload(c *config.Config) error {
-	if s.certs != nil {
+	c.Dev = s.cfg.Dev
+	if c.Data != s.cfg.Data {
+		return fmt.Errorf("the data directory changed (%s to %s): restart tern", s.cfg.Data, c.Data)
+	}
+	if c.TLS != s.cfg.TLS && c.TLS.Cert != "" {
+		certs, err := tlsconf.NewReloader(c.Path(c.TLS.Cert), c.Path(c.TLS.Key))
+		if err != nil {
+			return err
+		}
+		s.certs = certs
+	} else if s.certs != nil {
 		if err := s.certs.Reload(); err != nil {
 			return err
 		}
 	}
-	s.level.Set(parseLevel(c.Log.Level))
-	if fmt.Sprint(c.SMTP.Listen, c.Submission, c.IMAP, c.POP3, c.HTTP) != fmt.Sprint(s.cfg.SMTP.Listen, s.cfg.Submission, s.cfg.IMAP, s.cfg.POP3, s.cfg.HTTP) {
-		s.log.Warn("listener or limit changes take effect at the next restart")
+	gen, err := s.build(c)
+	if err != nil {
+		return err
 	}
+	if err := s.activate(gen); err != nil {
+		return err
+	}
+	s.level.Set(parseLevel(c.Log.Level))
+	if c.Log.Format != s.cfg.Log.Format || c.Hostname != s.cfg.Hostname || fmt.Sprint(c.Queue) != fmt.Sprint(s.cfg.Queue) {
+		s.log.Warn("changes to the log format, the host name or [queue] take effect at the next restart")
+	}
+	s.cfg = c
 	return nil
 }
 
@@ -242,7 +341,17 @@ func (s *server) stop() error {
 	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for _, ps := range s.servers {
+	servers := s.retired
+	if s.gen != nil {
+		for _, h := range s.gen.handoffs {
+			h.Close()
+		}
+		servers = append(servers, s.gen.servers...)
+	}
+	for _, sock := range s.sockets {
+		sock.close()
+	}
+	for _, ps := range servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

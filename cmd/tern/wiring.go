@@ -94,19 +94,17 @@ func (s *server) startControl() error {
 	return nil
 }
 
-// startPOP3 starts the POP3 listeners.
-func (s *server) startPOP3(tlsc *tls.Config) error {
-	pop := pop3server.New(pop3server.Config{
-		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log, Hostname: s.cfg.Hostname,
-		InsecureAuth: s.cfg.Dev, MarkSeenOnRetr: config.Flag(s.cfg.POP3.MarkSeenOnRetr, true),
+// newPOP3 makes the POP3 server.
+func (s *server) newPOP3(c *config.Config, tlsc *tls.Config) protoServer {
+	return pop3server.New(pop3server.Config{
+		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log, Hostname: c.Hostname,
+		InsecureAuth: c.Dev, MarkSeenOnRetr: config.Flag(c.POP3.MarkSeenOnRetr, true),
 	})
-	return s.listen("POP3", pop, s.cfg.POP3.Listen, s.cfg.POP3.ListenTLS)
 }
 
-// startHTTP starts the web endpoints.
-func (s *server) startHTTP(tlsc *tls.Config) error {
-	c := s.cfg
-	h := httpserver.New(httpserver.Config{
+// newHTTP makes the web endpoints' server.
+func (s *server) newHTTP(c *config.Config, tlsc *tls.Config) protoServer {
+	return httpserver.New(httpserver.Config{
 		Store: s.st, Hostname: c.Hostname, Logger: s.log.With("proto", "http"), TLS: tlsc, MTASTSMode: c.HTTP.MTASTSMode,
 		Ports: httpserver.Ports{
 			IMAP: firstPort(c.IMAP.Listen), IMAPS: firstPort(c.IMAP.ListenTLS),
@@ -114,7 +112,6 @@ func (s *server) startHTTP(tlsc *tls.Config) error {
 			Submission: firstPort(c.Submission.Listen), Submissions: firstPort(c.Submission.ListenTLS),
 		},
 	})
-	return s.listen("HTTP", h, c.HTTP.Listen, c.HTTP.ListenTLS)
 }
 
 // firstPort is the port of the first address of a list (0 if none): what

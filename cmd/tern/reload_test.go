@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tern-mail/tern/internal/config"
+)
+
+// reloadWith rewrites the test server's tern.toml through edit and
+// reloads it as SIGHUP does.
+func reloadWith(t *testing.T, srv *server, data string, edit func(string) string) error {
+	t.Helper()
+	path := filepath.Join(data, "tern.toml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(edit(string(b))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.reload(c)
+}
+
+func imapLine(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	s, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("imap read: %v", err)
+	}
+	return s
+}
+
+// A reload moves, adds and removes listeners without dropping the
+// sessions that are open, keeps unchanged addresses listening throughout,
+// and leaves the running configuration alone when the new one cannot be
+// applied.
+func TestReloadListeners(t *testing.T) {
+	srv, data := testServer(t)
+	imapAddr, smtpAddr, popAddr := srv.addr("IMAP"), srv.addr("SMTP"), srv.addr("POP3")
+	c, err := net.Dial("tcp", imapAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	imapLine(t, r)
+	c.Write([]byte("a LOGIN " + devUser + " " + devPassword + "\r\n"))
+	if s := imapLine(t, r); !strings.HasPrefix(s, "a OK") {
+		t.Fatalf("login: %q", s)
+	}
+
+	// SMTP moves to another loopback address; POP3's plain port goes.
+	err = reloadWith(t, srv, data, func(s string) string {
+		s = strings.Replace(s, "[smtp]\nlisten = [\"127.0.0.1:0\"]", "[smtp]\nlisten = [\"127.0.0.2:0\"]", 1)
+		return strings.Replace(s, "[pop3]\nlisten = [\"127.0.0.1:0\"]", "[pop3]\nlisten = []", 1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.addr("IMAP"); got != imapAddr {
+		t.Errorf("IMAP moved from %s to %s", imapAddr, got)
+	}
+	newSMTP := srv.addr("SMTP")
+	if !strings.HasPrefix(newSMTP, "127.0.0.2:") || srv.addr("POP3") != "" {
+		t.Fatalf("after reload: SMTP %q, POP3 %q", newSMTP, srv.addr("POP3"))
+	}
+	for _, gone := range []string{smtpAddr, popAddr} {
+		if conn, err := net.DialTimeout("tcp", gone, time.Second); err == nil {
+			conn.Close()
+			t.Errorf("%s still accepts connections", gone)
+		}
+	}
+	msg := "From: a@remote.test\r\nTo: " + devUser + "\r\nSubject: after reload\r\n\r\nhi\r\n"
+	if err := sendPlain(newSMTP, "a@remote.test", []string{devUser}, msg); err != nil {
+		t.Fatalf("SMTP on the new address: %v", err)
+	}
+	// The session opened before the reload goes on.
+	c.Write([]byte("b STATUS INBOX (MESSAGES)\r\n"))
+	if s := imapLine(t, r); !strings.Contains(s, "MESSAGES") {
+		t.Fatalf("old session after reload: %q", s)
+	}
+	if s := imapLine(t, r); !strings.HasPrefix(s, "b OK") {
+		t.Fatalf("old session after reload: %q", s)
+	}
+
+	// An address that cannot be opened fails the reload as a whole.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	err = reloadWith(t, srv, data, func(s string) string {
+		return strings.Replace(s, "[pop3]\nlisten = []", "[pop3]\nlisten = [\""+busy.Addr().String()+"\"]", 1)
+	})
+	if err == nil {
+		t.Fatal("reload onto a busy address succeeded")
+	}
+	if srv.addr("SMTP") != newSMTP || srv.addr("POP3") != "" {
+		t.Errorf("a failed reload changed the listeners: %v", srv.ports)
+	}
+	if err := sendPlain(newSMTP, "a@remote.test", []string{devUser}, msg); err != nil {
+		t.Fatalf("SMTP after a failed reload: %v", err)
+	}
+}
