@@ -33,8 +33,8 @@ func (w *Writer) CRLF() *Writer { w.W.WriteString("\r\n"); return w }
 
 // Number writes a decimal number.
 func (w *Writer) Number(n uint64) *Writer {
-	var b [20]byte
-	w.W.Write(strconv.AppendUint(b[:0], n, 10))
+	// Formatting into the buffer's free space allocates nothing.
+	w.W.Write(strconv.AppendUint(w.W.AvailableBuffer(), n, 10))
 	return w
 }
 
@@ -75,11 +75,16 @@ func (w *Writer) String(s string) *Writer {
 		return w.Literal([]byte(s))
 	}
 	w.W.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			w.W.WriteByte('\\')
+	for len(s) > 0 {
+		i := strings.IndexAny(s, "\"\\")
+		if i < 0 {
+			w.W.WriteString(s)
+			break
 		}
+		w.W.WriteString(s[:i])
+		w.W.WriteByte('\\')
 		w.W.WriteByte(s[i])
+		s = s[i+1:]
 	}
 	w.W.WriteByte('"')
 	return w

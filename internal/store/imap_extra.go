@@ -28,14 +28,14 @@ func (s *Store) MessageFlags(ctx context.Context, mailboxID int64, minUID, maxUI
 	}
 	defer rows.Close()
 	var lists flagLists
+	var uid uint32
+	var modseq uint64
+	var flags sql.RawBytes
 	for rows.Next() {
-		var m MessageInfo
-		var flags sql.RawBytes
-		if err := rows.Scan(&m.UID, &m.ModSeq, &flags); err != nil {
+		if err := rows.Scan(&uid, &modseq, &flags); err != nil {
 			return dst, err
 		}
-		m.Flags = lists.get(flags)
-		dst = append(dst, m)
+		dst = append(dst, MessageInfo{UID: uid, ModSeq: modseq, Flags: lists.get(flags)})
 	}
 	return dst, rows.Err()
 }
