@@ -113,3 +113,84 @@ func TestReloadListeners(t *testing.T) {
 		t.Fatalf("SMTP after a failed reload: %v", err)
 	}
 }
+
+// smtpSink accepts SMTP on loopback and reports each message's data.
+func smtpSink(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	got := make(chan string, 10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				c.Write([]byte("220 sink\r\n"))
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
+					case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+						c.Write([]byte("250 sink\r\n"))
+					case cmd == "DATA":
+						c.Write([]byte("354 go on\r\n"))
+						var data strings.Builder
+						for {
+							l, err := r.ReadString('\n')
+							if err != nil || l == ".\r\n" {
+								break
+							}
+							data.WriteString(l)
+						}
+						got <- data.String()
+						c.Write([]byte("250 kept\r\n"))
+					case cmd == "QUIT":
+						c.Write([]byte("221 bye\r\n"))
+						return
+					default:
+						c.Write([]byte("250 ok\r\n"))
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String(), got
+}
+
+// A reload that changes [queue] replaces the running queue: mail queued
+// afterwards (and woken through the control socket) leaves through the
+// newly configured smarthost.
+func TestReloadQueue(t *testing.T) {
+	srv, data := testServer(t)
+	sink, got := smtpSink(t)
+	host, port, _ := net.SplitHostPort(sink)
+	before := srv.queue.cur.Load()
+	err := reloadWith(t, srv, data, func(s string) string {
+		return s + "\n[queue.smarthost]\nhost = \"" + host + "\"\nport = " + port + "\ntls = \"none\"\n"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.queue.cur.Load() == before {
+		t.Fatal("the queue was not replaced")
+	}
+	msg := "To: someone@far.test\r\nSubject: via the smarthost\r\n\r\nhello\r\n"
+	mustRun(t, msg, "sendmail", "-data", data, "-t", "-f", devUser)
+	select {
+	case d := <-got:
+		if !strings.Contains(d, "Subject: via the smarthost") {
+			t.Fatalf("smarthost got %q", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("nothing reached the smarthost")
+	}
+}

@@ -41,8 +41,7 @@ type server struct {
 	st       *store.Store
 	accts    *account.Service
 	certs    *tlsconf.Reloader
-	queue    *queue.Queue
-	enqueuer smtpserver.Enqueuer
+	queue    queueDoor
 	services []func(ctx context.Context) error // stopped after the listeners
 	sockets  map[string]*socket                // by binding key
 	gen      *generation                       // the servers new connections go to
@@ -150,11 +149,11 @@ func (s *server) tlsConfig() *tls.Config {
 }
 
 func (s *server) startAll() error {
-	queue, err := s.startQueue()
+	q, err := newQueue(s.cfg, s.st, s.log.With("component", "queue"))
 	if err != nil {
 		return err
 	}
-	s.enqueuer = queue
+	s.runQueue(q)
 	if err := s.startControl(); err != nil {
 		return err
 	}
@@ -171,12 +170,12 @@ func (s *server) build(cfg *config.Config) (*generation, error) {
 	g := &generation{}
 	tlsc := s.tlsConfig()
 	inbound := smtpserver.New(smtpserver.Config{
-		Mode: smtpserver.Inbound, Store: s.st, Accounts: s.accts, Queue: s.enqueuer, Hostname: cfg.Hostname, TLS: tlsc,
+		Mode: smtpserver.Inbound, Store: s.st, Accounts: s.accts, Queue: &s.queue, Hostname: cfg.Hostname, TLS: tlsc,
 		Logger: s.log.With("proto", "smtp"), MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.SMTP.MaxRecipients,
 		MaxConnsPerIP: cfg.SMTP.MaxConnsPerIP,
 	})
 	submission := smtpserver.New(smtpserver.Config{
-		Mode: smtpserver.Submission, Store: s.st, Accounts: s.accts, Queue: s.enqueuer, Hostname: cfg.Hostname, TLS: tlsc,
+		Mode: smtpserver.Submission, Store: s.st, Accounts: s.accts, Queue: &s.queue, Hostname: cfg.Hostname, TLS: tlsc,
 		Logger: s.log.With("proto", "submission"), MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.Submission.MaxRecipients,
 		InsecureAuth:  cfg.Dev,
 		DefaultLimits: smtpserver.Limits{RecipientsPerMessage: cfg.Submission.MaxRecipients, MessagesPerDay: cfg.Submission.MaxPerDay},
@@ -317,6 +316,13 @@ func (s *server) reload(c *config.Config) error {
 			return err
 		}
 	}
+	var q *queue.Queue
+	if c.Hostname != s.cfg.Hostname || fmt.Sprint(c.Queue) != fmt.Sprint(s.cfg.Queue) {
+		var err error
+		if q, err = newQueue(c, s.st, s.log.With("component", "queue")); err != nil {
+			return err
+		}
+	}
 	gen, err := s.build(c)
 	if err != nil {
 		return err
@@ -324,9 +330,12 @@ func (s *server) reload(c *config.Config) error {
 	if err := s.activate(gen); err != nil {
 		return err
 	}
+	if q != nil {
+		s.runQueue(q)
+	}
 	s.level.Set(parseLevel(c.Log.Level))
-	if c.Log.Format != s.cfg.Log.Format || c.Hostname != s.cfg.Hostname || fmt.Sprint(c.Queue) != fmt.Sprint(s.cfg.Queue) {
-		s.log.Warn("changes to the log format, the host name or [queue] take effect at the next restart")
+	if c.Log.Format != s.cfg.Log.Format {
+		s.log.Warn("a change of log format takes effect at the next restart")
 	}
 	s.cfg = c
 	return nil
@@ -364,6 +373,9 @@ func (s *server) stop() error {
 	}
 	wg.Wait()
 	s.wg.Wait()
+	if rq := s.queue.cur.Load(); rq != nil {
+		errs = append(errs, rq.stop(ctx))
+	}
 	for _, stop := range s.services {
 		errs = append(errs, stop(ctx))
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tern-mail/tern/internal/config"
@@ -50,17 +51,28 @@ func newQueue(cfg *config.Config, st *store.Store, log *slog.Logger) (*queue.Que
 	return queue.New(qc), nil
 }
 
-// startQueue starts outbound delivery and returns the door the SMTP
-// servers hand remote recipients to.
-func (s *server) startQueue() (smtpserver.Enqueuer, error) {
-	q, err := newQueue(s.cfg, s.st, s.log.With("component", "queue"))
-	if err != nil {
-		return nil, err
-	}
+// queueDoor is where the SMTP servers and the control socket reach the
+// outbound queue: the running one, which a reload may replace.
+type queueDoor struct{ cur atomic.Pointer[runningQueue] }
+
+type runningQueue struct {
+	q    *queue.Queue
+	stop func(ctx context.Context) error
+}
+
+func (d *queueDoor) Enqueue(ctx context.Context, m *smtpserver.QueueMessage) (int64, error) {
+	return d.cur.Load().q.Enqueue(ctx, m)
+}
+
+func (d *queueDoor) Wake() { d.cur.Load().q.Wake() }
+
+// runQueue starts outbound delivery through q in place of the running
+// queue, if any, which finishes its deliveries in progress first.
+func (s *server) runQueue(q *queue.Queue) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- q.Run(ctx) }()
-	s.services = append(s.services, func(stopCtx context.Context) error {
+	stop := func(stopCtx context.Context) error {
 		cancel()
 		select {
 		case err := <-done:
@@ -71,16 +83,22 @@ func (s *server) startQueue() (smtpserver.Enqueuer, error) {
 		case <-stopCtx.Done():
 			return stopCtx.Err()
 		}
-	})
-	s.queue = q
-	return q, nil
+	}
+	if old := s.queue.cur.Swap(&runningQueue{q: q, stop: stop}); old != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := old.stop(ctx); err != nil {
+			s.log.Warn("stopping the previous queue", "err", err)
+		}
+		q.Wake()
+	}
 }
 
 // startControl serves the control socket through which admin commands
 // tell this server about changes they made.
 func (s *server) startControl() error {
 	c, err := control.Listen(s.cfg.Data, control.Handler{
-		WakeQueue:      func() { s.queue.Wake() },
+		WakeQueue:      s.queue.Wake,
 		AccountChanged: s.st.NotifyAccount,
 	}, s.log.With("component", "control"))
 	if err != nil {
