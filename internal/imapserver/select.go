@@ -213,7 +213,7 @@ func (s *session) sync(allowExpunge, force bool) {
 func (s *session) readChanges() {
 	v := s.sel
 	v.lastRead = time.Now()
-	changed, vanished, err := s.srv.cfg.Store.ChangesSince(s.ctx, v.mb.ID, v.highest)
+	changed, vanished, err := s.srv.cfg.Store.FlagChangesSince(s.ctx, v.mb.ID, v.highest)
 	if err != nil {
 		s.log.Error("sync", "err", err)
 		return

@@ -128,3 +128,32 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 	}
 	return rows.Err()
 }
+
+// FlagChangesSince is ChangesSince for a session's update check, in one
+// query: changed holds only UID, ModSeq and Flags (shared flag lists, as
+// in MessageFlags), sorted by UID; vanished the UIDs expunged after
+// modseq, sorted.
+func (s *Store) FlagChangesSince(ctx context.Context, mailboxID int64, modseq uint64) (changed []MessageInfo, vanished []uint32, err error) {
+	rows, err := s.query(ctx, `SELECT uid, modseq, flags, 0 FROM messages WHERE mailbox_id = ?1 AND modseq > ?2
+		UNION ALL SELECT uid, modseq, '', 1 FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid`, mailboxID, modseq)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var lists flagLists
+	var uid uint32
+	var ms uint64
+	var flags sql.RawBytes
+	var gone bool
+	for rows.Next() {
+		if err := rows.Scan(&uid, &ms, &flags, &gone); err != nil {
+			return nil, nil, err
+		}
+		if gone {
+			vanished = append(vanished, uid)
+			continue
+		}
+		changed = append(changed, MessageInfo{UID: uid, ModSeq: ms, Flags: lists.get(flags)})
+	}
+	return changed, vanished, rows.Err()
+}

@@ -97,3 +97,50 @@ func TestMessageFlagsPlan(t *testing.T) {
 		t.Errorf("plan %q: want a covering index scan without a sort", p)
 	}
 }
+
+func TestFlagChangesSince(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "changes@example.org")
+	for i := 0; i < 5; i++ {
+		appendMsg(t, s, a, "INBOX", msg("m"))
+	}
+	mb, err := s.MailboxByName(ctx, a.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(since uint64) {
+		t.Helper()
+		wc, wv, err := s.ChangesSince(ctx, mb.ID, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gc, gv, err := s.FlagChangesSince(ctx, mb.ID, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(gv, wv) || len(gc) != len(wc) {
+			t.Fatalf("since %d: changed %+v vanished %v, want %+v %v", since, gc, gv, wc, wv)
+		}
+		for i := range gc {
+			if gc[i].UID != wc[i].UID || gc[i].ModSeq != wc[i].ModSeq || !reflect.DeepEqual(gc[i].Flags, wc[i].Flags) {
+				t.Errorf("since %d row %d: %+v, want %+v", since, i, gc[i], wc[i])
+			}
+		}
+	}
+	mb, _ = s.MailboxByName(ctx, a.ID, "INBOX")
+	base := mb.HighestModSeq
+	if _, _, err := s.UpdateFlags(ctx, mb.ID, FlagUpdate{UIDs: []uint32{2, 4}, Op: FlagsAdd, Flags: []string{`\Deleted`}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.UpdateFlags(ctx, mb.ID, FlagUpdate{UIDs: []uint32{3}, Op: FlagsAdd, Flags: []string{`\Seen`}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Expunge(ctx, mb.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg(t, s, a, "INBOX", msg("new"))
+	for since := uint64(0); since <= base+5; since++ {
+		check(since)
+	}
+}
