@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -472,17 +471,8 @@ func TestInlineBlobLifecycle(t *testing.T) {
 func TestMigrateMetaOut(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for v, m := range migrations[:4] {
-		if _, err := db.Exec(m); err != nil {
-			t.Fatalf("migration %d: %v", v+1, err)
-		}
-	}
-	_, err = db.Exec(`PRAGMA user_version = 4;
-		INSERT INTO domains(name) VALUES('example.org');
+	db := databaseAt(t, dir, 4)
+	_, err := db.Exec(`INSERT INTO domains(name) VALUES('example.org');
 		INSERT INTO accounts(address, domain_id, password_hash, created) VALUES('a@example.org', 1, 'h', 0);
 		INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES(1, 'INBOX', 1);
 		INSERT INTO messages(mailbox_id, uid, modseq, internal_date, size, blob_id, digest, meta)

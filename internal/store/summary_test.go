@@ -174,17 +174,8 @@ func TestUIDRunsAnyOrder(t *testing.T) {
 func TestMigrateSummary(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for v, m := range migrations[:7] {
-		if _, err := db.Exec(m); err != nil {
-			t.Fatalf("migration %d: %v", v+1, err)
-		}
-	}
-	_, err = db.Exec(`PRAGMA user_version = 7;
-		INSERT INTO domains(name) VALUES('example.org');
+	db := databaseAt(t, dir, 7)
+	_, err := db.Exec(`INSERT INTO domains(name) VALUES('example.org');
 		INSERT INTO accounts(address, domain_id, password_hash, created) VALUES('a@example.org', 1, 'h', 0);
 		INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES(1, 'INBOX', 1), (1, 'Empty', 2), (1, 'Other', 3);`)
 	if err != nil {
@@ -206,4 +197,23 @@ func TestMigrateSummary(t *testing.T) {
 	if uids, _ := s.MessageUIDs(ctx, 1); fmt.Sprint(uids) != "[2 6 12]" {
 		t.Errorf("INBOX UIDs %v", uids)
 	}
+}
+
+// databaseAt makes a database in dir as a tern with only the first
+// version migrations left it, to test the later ones.
+func databaseAt(t *testing.T, dir string, version int) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, m := range migrations[:version] {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatalf("migration %d: %v", v+1, err)
+		}
+	}
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
