@@ -254,15 +254,22 @@ func (s *session) fetchBatch(idx []int, plan fetchPlan, changedSince uint64) err
 			return err
 		}
 	}
+	k := 0 // infos and idx both ascend: walk them together
 	for _, info := range infos {
+		for k < len(idx) && v.uids[idx[k]] < info.UID {
+			k++
+		}
+		if k == len(idx) || v.uids[idx[k]] != info.UID {
+			continue
+		}
 		if changedSince > 0 && info.ModSeq <= changedSince {
 			continue
 		}
-		i := v.seqOf(info.UID)
-		if i < 0 {
-			continue
+		var p *message.Parsed
+		if parsed != nil {
+			p = parsed[info.UID]
 		}
-		s.writeFetch(i, info, parsed[info.UID], plan, seenNow[info.UID])
+		s.writeFetch(idx[k], info, p, plan, seenNow[info.UID])
 		if plan.hasFlags || seenNow[info.UID] {
 			v.noteModSeq(info.UID, info.ModSeq)
 		}
