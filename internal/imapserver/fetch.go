@@ -109,19 +109,20 @@ func (s *session) infosFor(seq iter.Seq[int]) ([]store.MessageInfo, error) {
 }
 
 func (s *session) batchInfos(idx []int) ([]store.MessageInfo, error) {
-	return s.batchRows(idx, false)
+	return s.batchRows(idx, nil)
 }
 
-// batchRows is batchInfos; flagsOnly reads UID, ModSeq and Flags alone
-// into a buffer reused by the next call (FETCH of FLAGS, UID, MODSEQ).
-func (s *session) batchRows(idx []int, flagsOnly bool) ([]store.MessageInfo, error) {
+// batchRows is batchInfos; with flagsBuf it reads UID, ModSeq and Flags
+// alone into *flagsBuf, reused by the command's next batch (FETCH of
+// FLAGS, UID, MODSEQ).
+func (s *session) batchRows(idx []int, flagsBuf *[]store.MessageInfo) ([]store.MessageInfo, error) {
 	v := s.sel
 	lo, hi := v.uids[idx[0]], v.uids[idx[len(idx)-1]]
 	var all []store.MessageInfo
 	var err error
-	if flagsOnly {
-		all, err = s.srv.cfg.Store.MessageFlags(s.ctx, v.mb.ID, lo, hi, v.rowBuf[:0])
-		v.rowBuf = all
+	if flagsBuf != nil {
+		all, err = s.srv.cfg.Store.MessageFlags(s.ctx, v.mb.ID, lo, hi, (*flagsBuf)[:0])
+		*flagsBuf = all
 	} else {
 		all, err = s.srv.cfg.Store.Messages(s.ctx, v.mb.ID, lo, hi)
 	}
@@ -159,8 +160,10 @@ type fetchPlan struct {
 	items   []imap.FetchItem
 	parsed  parsedNeed
 	setSeen bool
-	// flagsOnly: the items need nothing but UID, FLAGS and MODSEQ.
+	// flagsOnly: the items need nothing but UID, FLAGS and MODSEQ,
+	// read into rows batch after batch.
 	flagsOnly bool
+	rows      []store.MessageInfo
 	hasFlags  bool
 	modseq    bool
 	uid       bool
@@ -210,7 +213,7 @@ func (s *session) cmdFetch(cmd *imap.Command) reply {
 		s.fetchVanished(args)
 	}
 	for b := range batches(s.resolve(args.Set, cmd.UID)) {
-		if err := s.fetchBatch(b, plan, args.ChangedSince); err != nil {
+		if err := s.fetchBatch(b, &plan, args.ChangedSince); err != nil {
 			return s.storeError(err, "FETCH")
 		}
 	}
@@ -230,9 +233,13 @@ func (s *session) fetchVanished(args *imap.FetchArgs) {
 	}
 }
 
-func (s *session) fetchBatch(idx []int, plan fetchPlan, changedSince uint64) error {
+func (s *session) fetchBatch(idx []int, plan *fetchPlan, changedSince uint64) error {
 	v := s.sel
-	infos, err := s.batchRows(idx, plan.flagsOnly)
+	var buf *[]store.MessageInfo
+	if plan.flagsOnly {
+		buf = &plan.rows
+	}
+	infos, err := s.batchRows(idx, buf)
 	if err != nil {
 		return err
 	}
@@ -306,7 +313,7 @@ func (s *session) markSeen(infos []store.MessageInfo, seenNow map[uint32]bool) e
 	return nil
 }
 
-func (s *session) writeFetch(i int, info store.MessageInfo, p *message.Parsed, plan fetchPlan, seenNow bool) {
+func (s *session) writeFetch(i int, info store.MessageInfo, p *message.Parsed, plan *fetchPlan, seenNow bool) {
 	w := s.w
 	w.Raw("* ").Number(uint64(i + 1)).Raw(" FETCH (")
 	first := true

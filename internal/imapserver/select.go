@@ -36,8 +36,6 @@ type selected struct {
 	condstore bool
 	// saved is the SEARCHRES result (RFC 5182), as UIDs.
 	saved []uint32
-	// rowBuf is reused by flags-only FETCH batches.
-	rowBuf []store.MessageInfo
 }
 
 // seqOf returns the 0-based index of uid, or -1.
