@@ -6,7 +6,9 @@
 # tern only, 10,000 IDLE sessions: RSS per connection and push latency.
 #
 #   bench/imap/run.sh
-#   N=200 CLIENTS="10 50" DURATION=20s IDLE_CONNS=10000 bench/imap/run.sh
+#   N=200 CLIENTS="10 50" DURATION=20s ROUNDS=3 IDLE_CONNS=10000 bench/imap/run.sh
+#
+# With ROUNDS > 1 the summary gives the median round of each server.
 #
 # Everything runs on 127.0.0.1 high ports, in a temporary directory.
 set -eu
@@ -109,11 +111,16 @@ for c in $CLIENTS; do
 	done
 done
 
-echo "== summary (best round; commands/s)"
+# median of the numbers on stdin
+median() {
+	sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+echo "== summary (median of $ROUNDS rounds; commands/s)"
 for c in $CLIENTS; do
 	for lo in true false; do
-		t=$(grep "^tern clients=$c logout=$lo " "$TMP/results" | sed 's/.*cmds_per_s=//' | sort -n | tail -1)
-		d=$(grep "^dovecot clients=$c logout=$lo " "$TMP/results" | sed 's/.*cmds_per_s=//' | sort -n | tail -1)
+		t=$(grep "^tern clients=$c logout=$lo " "$TMP/results" | sed 's/.*cmds_per_s=//' | median)
+		d=$(grep "^dovecot clients=$c logout=$lo " "$TMP/results" | sed 's/.*cmds_per_s=//' | median)
 		echo "clients=$c logout=$lo tern=$t dovecot=$d ratio=$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')"
 	done
 done
