@@ -125,11 +125,10 @@ func (c *Config) setDefaults() {
 
 // Server is one SMTP service (one Mode) over any number of listeners.
 type Server struct {
-	cfg  Config
-	gs   *gosmtp.Server
-	del  *delivery.Deliverer
-	log  *slog.Logger
-	rate *dailyCounter
+	cfg Config
+	gs  *gosmtp.Server
+	del *delivery.Deliverer
+	log *slog.Logger
 
 	nextID   atomic.Uint64
 	draining atomic.Bool
@@ -147,7 +146,6 @@ func New(cfg Config) *Server {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		del:   delivery.New(cfg.Store, delivery.Options{Logger: cfg.Logger}),
-		rate:  newDailyCounter(),
 		conns: map[*trackedConn]struct{}{},
 		perIP: map[netip.Addr]int{},
 	}
@@ -309,36 +307,3 @@ type slogAdapter struct{ log *slog.Logger }
 
 func (a slogAdapter) Printf(format string, v ...any) { a.log.Info(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Println(v ...any)               { a.log.Info(fmt.Sprint(v...)) }
-
-// dailyCounter counts accepted messages per account over a sliding 24h
-// window (kept in memory: a restart forgets it).
-type dailyCounter struct {
-	mu sync.Mutex
-	m  map[int64][]time.Time
-}
-
-func newDailyCounter() *dailyCounter { return &dailyCounter{m: map[int64][]time.Time{}} }
-
-// count returns how many messages the account sent in the last 24 hours.
-func (d *dailyCounter) count(id int64, now time.Time) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	ts := d.m[id]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) >= 24*time.Hour {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(d.m, id)
-	} else {
-		d.m[id] = ts
-	}
-	return len(ts)
-}
-
-func (d *dailyCounter) add(id int64, now time.Time) {
-	d.mu.Lock()
-	d.m[id] = append(d.m[id], now)
-	d.mu.Unlock()
-}

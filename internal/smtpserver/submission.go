@@ -125,7 +125,11 @@ func (s *session) checkSender(from smtp.Address) error {
 	if !owns {
 		return smtp.ErrNotOwner("sender " + from.String())
 	}
-	if n := s.srv.rate.count(s.acct.ID, time.Now()); n >= s.limits().MessagesPerDay {
+	n, err := s.srv.cfg.Store.SentToday(s.ctx, s.acct.ID, time.Now())
+	if err != nil {
+		return smtp.ErrLocal().WithDetail(err.Error())
+	}
+	if n >= s.limits().MessagesPerDay {
 		return &smtp.Reply{Code: 451, Enhanced: smtp.EnhancedCode{4, 7, 1}, Text: "daily message limit reached, try again later"}
 	}
 	return nil
@@ -179,7 +183,9 @@ func (s *session) submit(tx *transaction, r io.Reader) error {
 		return err
 	}
 	s.notifyDelivered(tx, sp.Blob)
-	s.srv.rate.add(s.acct.ID, time.Now())
+	if err := s.srv.cfg.Store.CountSent(s.ctx, s.acct.ID, time.Now(), 1); err != nil {
+		s.srv.log.Warn("counting a submitted message", "account", s.acct.Address, "err", err)
+	}
 	return nil
 }
 

@@ -120,6 +120,19 @@ func TestSubmissionImplicitTLSAndLimits(t *testing.T) {
 	if err := c.Mail("alice@example.org", nil); !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (gosmtp.EnhancedCode{4, 7, 1}) {
 		t.Fatalf("second message of the day: %v", err)
 	}
+	// A new server on the same store (a restart, a reload) remembers.
+	e.srv = New(e.srv.cfg)
+	c2, err := gosmtp.DialTLS(e.listen(true), clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := c2.Auth(gosasl.NewPlainClient("", "alice@example.org", alicePass)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Mail("alice@example.org", nil); !errors.As(err, &se) || se.Code != 451 {
+		t.Fatalf("after a restart: %v", err)
+	}
 }
 
 // scramClient adapts xdg-go/scram's client to go-sasl's Client.
