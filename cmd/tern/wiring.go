@@ -34,7 +34,7 @@ func newQueue(cfg *config.Config, st *store.Store, log *slog.Logger) (*queue.Que
 	qc := queue.Config{
 		Store:    st,
 		Resolver: res,
-		MTASTS: &mtasts.Fetcher{Resolver: res, Client: &http.Client{
+		MTASTS: &mtasts.Fetcher{Resolver: res, Cache: st, Client: &http.Client{
 			Timeout:       time.Minute,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}},

@@ -159,9 +159,20 @@ type Fetcher struct {
 	// https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 §3.3).
 	URL func(domain string) string
 	Now func() time.Time
+	// Cache, when set, keeps policies across restarts (RFC 8461 §5.1:
+	// a cached policy protects the domain while its fetch is blocked, so
+	// a restart must not forget it).
+	Cache PolicyCache
 
 	mu    sync.Mutex
 	cache map[string]cached
+}
+
+// PolicyCache keeps fetched policies durably (internal/store is one).
+// Load returns found false when it has nothing for the domain.
+type PolicyCache interface {
+	LoadPolicy(ctx context.Context, domain string) (id, policy string, expires time.Time, found bool, err error)
+	SavePolicy(ctx context.Context, domain, id, policy string, expires time.Time) error
 }
 
 type cached struct {
@@ -185,9 +196,7 @@ func (f *Fetcher) now() time.Time {
 // (RFC 8461 §5.1), so an attacker blocking the fetch gains nothing.
 func (f *Fetcher) Policy(ctx context.Context, domain string) (*Policy, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	f.mu.Lock()
-	c, haveCache := f.cache[domain]
-	f.mu.Unlock()
+	c, haveCache := f.cached(ctx, domain)
 	if haveCache && !f.now().Before(c.expires) {
 		haveCache = false
 	}
@@ -209,13 +218,44 @@ func (f *Fetcher) Policy(ctx context.Context, domain string) (*Policy, error) {
 		}
 		return nil, err
 	}
+	c = cached{id: id, policy: p, expires: f.now().Add(p.MaxAge)}
+	f.remember(domain, c)
+	if f.Cache != nil {
+		// A policy that cannot be kept durably still applies now.
+		f.Cache.SavePolicy(ctx, domain, id, p.String(), c.expires)
+	}
+	return p, nil
+}
+
+// cached returns the policy known for domain: from memory, else from the
+// durable cache.
+func (f *Fetcher) cached(ctx context.Context, domain string) (cached, bool) {
 	f.mu.Lock()
+	c, ok := f.cache[domain]
+	f.mu.Unlock()
+	if ok || f.Cache == nil {
+		return c, ok
+	}
+	id, text, expires, found, err := f.Cache.LoadPolicy(ctx, domain)
+	if err != nil || !found {
+		return c, false
+	}
+	p, err := ParsePolicy([]byte(text))
+	if err != nil {
+		return c, false
+	}
+	c = cached{id: id, policy: p, expires: expires}
+	f.remember(domain, c)
+	return c, true
+}
+
+func (f *Fetcher) remember(domain string, c cached) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.cache == nil {
 		f.cache = map[string]cached{}
 	}
-	f.cache[domain] = cached{id: id, policy: p, expires: f.now().Add(p.MaxAge)}
-	f.mu.Unlock()
-	return p, nil
+	f.cache[domain] = c
 }
 
 func (f *Fetcher) lookupID(ctx context.Context, domain string) (string, error) {

@@ -96,6 +96,58 @@ func TestFetcherCache(t *testing.T) {
 	}
 }
 
+// memCache is a PolicyCache in memory, standing for the store.
+type memCache map[string]struct {
+	id, text string
+	expires  time.Time
+}
+
+func (m memCache) LoadPolicy(_ context.Context, domain string) (string, string, time.Time, bool, error) {
+	e, ok := m[domain]
+	return e.id, e.text, e.expires, ok, nil
+}
+
+func (m memCache) SavePolicy(_ context.Context, domain, id, text string, expires time.Time) error {
+	m[domain] = struct {
+		id, text string
+		expires  time.Time
+	}{id, text, expires}
+	return nil
+}
+
+// A policy fetched before a restart still protects the domain after it,
+// when the record is stripped and the policy server unreachable.
+func TestFetcherDurableCache(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "version: STSv1\nmode: enforce\nmx: *.example.org\nmax_age: 86400\n")
+	}))
+	txt := txtMap{"_mta-sts.example.org": {"v=STSv1; id=7"}}
+	cache := memCache{}
+	url := func(string) string { return srv.URL + "/.well-known/mta-sts.txt" }
+	ctx := context.Background()
+	before := &Fetcher{Resolver: txt, Client: srv.Client(), URL: url, Cache: cache}
+	if p, err := before.Policy(ctx, "Example.org."); err != nil || p == nil {
+		t.Fatal(p, err)
+	}
+	if cache["example.org"].id != "7" {
+		t.Fatalf("not saved: %+v", cache)
+	}
+	srv.Close()
+	delete(txt, "_mta-sts.example.org")
+	after := &Fetcher{Resolver: txt, Client: srv.Client(), URL: url, Cache: cache}
+	p, err := after.Policy(ctx, "example.org")
+	if err != nil || p == nil || p.Mode != ModeEnforce || !p.Matches("mx1.example.org") {
+		t.Fatalf("after a restart: %+v %v", p, err)
+	}
+	// An expired durable entry does not count.
+	e := cache["example.org"]
+	e.expires = time.Now().Add(-time.Minute)
+	cache["example.org"] = e
+	if p, _ := (&Fetcher{Resolver: txt, Client: srv.Client(), URL: url, Cache: cache}).Policy(ctx, "example.org"); p != nil {
+		t.Fatalf("expired cached policy used: %+v", p)
+	}
+}
+
 func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte("version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 5\n"))
 	f.Add([]byte("version: STSv1\r\nmode: none\r\nmax_age: 99999999999\r\n"))
