@@ -28,14 +28,15 @@ func (s *Store) MessageFlags(ctx context.Context, mailboxID int64, minUID, maxUI
 	}
 	defer rows.Close()
 	var lists flagLists
-	var uid uint32
-	var modseq uint64
+	// int64 destinations: database/sql converts an integer to any other
+	// type through a formatted string, an allocation a row.
+	var uid, modseq int64
 	var flags sql.RawBytes
 	for rows.Next() {
 		if err := rows.Scan(&uid, &modseq, &flags); err != nil {
 			return dst, err
 		}
-		dst = append(dst, MessageInfo{UID: uid, ModSeq: modseq, Flags: lists.get(flags)})
+		dst = append(dst, MessageInfo{UID: uint32(uid), ModSeq: uint64(modseq), Flags: lists.get(flags)})
 	}
 	return dst, rows.Err()
 }
@@ -101,12 +102,13 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 		return err
 	}
 	defer rows.Close()
+	var id int64
+	var meta sql.RawBytes
 	for rows.Next() {
-		var uid uint32
-		var meta sql.RawBytes
-		if err := rows.Scan(&uid, &meta); err != nil {
+		if err := rows.Scan(&id, &meta); err != nil {
 			return err
 		}
+		uid := uint32(id)
 		if opt.MayMatch != nil && !opt.MayMatch(meta) {
 			continue
 		}
@@ -141,19 +143,17 @@ func (s *Store) FlagChangesSince(ctx context.Context, mailboxID int64, modseq ui
 	}
 	defer rows.Close()
 	var lists flagLists
-	var uid uint32
-	var ms uint64
+	var uid, ms, gone int64
 	var flags sql.RawBytes
-	var gone bool
 	for rows.Next() {
 		if err := rows.Scan(&uid, &ms, &flags, &gone); err != nil {
 			return nil, nil, err
 		}
-		if gone {
-			vanished = append(vanished, uid)
+		if gone != 0 {
+			vanished = append(vanished, uint32(uid))
 			continue
 		}
-		changed = append(changed, MessageInfo{UID: uid, ModSeq: ms, Flags: lists.get(flags)})
+		changed = append(changed, MessageInfo{UID: uint32(uid), ModSeq: uint64(ms), Flags: lists.get(flags)})
 	}
 	return changed, vanished, rows.Err()
 }
