@@ -4,6 +4,10 @@
 # (FLAGS) and header SEARCH timings and the server's memory.
 #
 #   bench/imap/big.sh            # N=1000000
+#   N=200000 KEEP=DIR CPUPROFILE=cpu.pprof bench/imap/big.sh
+#
+# KEEP keeps the prepared data directory in DIR and reuses it when it is
+# already there; CPUPROFILE writes the server's CPU profile.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-1000000}
@@ -17,8 +21,21 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 (cd "$ROOT" && go build -o "$TMP/imapbench" ./bench/imap)
-"$TMP/imapbench" bigprepare -data "$TMP/tern" -n "$N"
-"$TMP/imapbench" serve -data "$TMP/tern" -addr "127.0.0.1:$PORT" &
+DATA=$TMP/tern
+[ -n "${KEEP:-}" ] && DATA=$KEEP/tern
+if [ ! -d "$DATA" ]; then
+	"$TMP/imapbench" bigprepare -data "$DATA" -n "$N"
+fi
+PROF=""
+if [ -n "${CPUPROFILE:-}" ]; then
+	case "$CPUPROFILE" in /*) ;; *) CPUPROFILE=$(pwd)/$CPUPROFILE ;; esac
+	PROF="-cpuprofile $CPUPROFILE"
+fi
+# shellcheck disable=SC2086
+"$TMP/imapbench" serve -data "$DATA" -addr "127.0.0.1:$PORT" $PROF &
 PID=$!
 sleep 2
 "$TMP/imapbench" bigquery -addr "127.0.0.1:$PORT" -pid "$PID"
+kill -TERM "$PID"
+wait "$PID" || true
+PID=""
