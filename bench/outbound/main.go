@@ -1,10 +1,15 @@
 // Command outbound benchmarks tern's outbound queue against Postfix in
 // the same run: N messages of 2 KiB relayed to Postfix's smtp-sink on
 // loopback, timed from the first submission until the sink has counted
-// them all. Three runs share one sink:
+// them all. The runs share one sink:
 //
 //   - postfix: smtp-source -> a private Postfix instance (postfix -c DIR,
-//     relayhost = the sink) -> smtp-sink;
+//     relayhost = the sink) -> smtp-sink; Postfix does not sign;
+//   - postfix-dkim: the same with OpenDKIM as a milter signing every
+//     message with the same two keys as tern (Ed25519 + RSA-2048, relaxed/
+//     relaxed, the same header list): the like-for-like comparison. One
+//     message is first routed to a capturing server and both signatures
+//     verified, so the run cannot pass while OpenDKIM signs nothing;
 //   - tern-smtp: smtp-source -> a go-smtp listener that writes the blob and
 //     calls queue.Enqueue before its 250 (as the submission server does) ->
 //     tern's queue (DKIM Ed25519 + RSA-2048 signing, MX lookup through an
@@ -15,10 +20,12 @@
 // destination that refuses connections.
 //
 //	go build -o /tmp/outbound ./bench/outbound && /tmp/outbound -n 20000 -hold 100000
-//	/tmp/outbound -n 20000 -hold 0 -dkim=false   # the same work as Postfix
+//	/tmp/outbound -n 20000 -hold 0 -runs postfix,postfix-dkim,tern-smtp,tern-api
+//	/tmp/outbound -n 20000 -hold 0 -dkim=false   # neither side signs
 //
 // It must run as root (Postfix's master needs it) on a machine with the
-// Debian postfix package; it only uses 127.0.0.0/8.
+// Debian postfix, opendkim and opendkim-tools packages; it only uses
+// 127.0.0.0/8.
 package main
 
 import (
@@ -71,6 +78,7 @@ type opts struct {
 	n, hold, sessions, conc int
 	sinkPort, pfPort        int
 	ternPort                int
+	capturePort             int
 	skipPostfix             bool
 	dkim                    bool
 	runs                    string
@@ -85,9 +93,10 @@ func main() {
 	flag.IntVar(&o.sinkPort, "sink-port", 42525, "smtp-sink port on 127.0.0.5")
 	flag.IntVar(&o.pfPort, "postfix-port", 42526, "Postfix smtpd port on 127.0.0.6")
 	flag.IntVar(&o.ternPort, "tern-port", 42527, "tern's receiving port on 127.0.0.7")
+	flag.IntVar(&o.capturePort, "capture-port", 42529, "port on 127.0.0.5 of the server capturing the signature check message")
 	flag.BoolVar(&o.skipPostfix, "skip-postfix", false, "do not run Postfix")
-	flag.BoolVar(&o.dkim, "dkim", true, "tern signs every message (Ed25519 + RSA-2048); Postfix does not sign")
-	flag.StringVar(&o.runs, "runs", "postfix,tern-smtp,tern-api", "which throughput runs to do")
+	flag.BoolVar(&o.dkim, "dkim", true, "tern signs every message (Ed25519 + RSA-2048); the postfix run does not sign, postfix-dkim does")
+	flag.StringVar(&o.runs, "runs", "postfix,postfix-dkim,tern-smtp,tern-api", "which throughput runs to do")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the tern runs")
 	flag.Parse()
 	log.SetFlags(0)
@@ -97,7 +106,9 @@ func main() {
 		log.Fatal(err)
 	}
 	defer sink.stop()
-	// On ^C, stop the sink and any Postfix instance before leaving.
+	// On ^C or a failure, stop the sink and any Postfix or OpenDKIM
+	// before leaving: a sink left behind on the port would share the
+	// next run's connections and its count.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -106,41 +117,68 @@ func main() {
 		o.atExit.run()
 		os.Exit(1)
 	}()
+	fatalf := func(format string, args ...any) {
+		sink.stop()
+		o.atExit.run()
+		log.Fatalf(format, args...)
+	}
 
-	var pfRate, smtpRate, apiRate float64
-	if !o.skipPostfix && strings.Contains(o.runs, "postfix") {
-		pfRate, err = runPostfix(o, sink)
+	runs := map[string]bool{}
+	for _, r := range strings.Split(o.runs, ",") {
+		runs[strings.TrimSpace(r)] = true
+	}
+	var pfRate, pfDKIMRate, smtpRate, apiRate float64
+	if !o.skipPostfix && runs["postfix"] {
+		pfRate, err = runPostfix(o, sink, false)
 		if err != nil {
-			log.Fatalf("postfix: %v", err)
+			fatalf("postfix: %v", err)
 		}
-		fmt.Printf("postfix    %6d msgs in %7.2fs  %8.0f msgs/s\n", o.n, float64(o.n)/pfRate, pfRate)
+		fmt.Printf("postfix    %6d msgs in %7.2fs  %8.0f msgs/s  (unsigned)\n", o.n, float64(o.n)/pfRate, pfRate)
+	}
+	if !o.skipPostfix && runs["postfix-dkim"] && o.dkim {
+		pfDKIMRate, err = runPostfix(o, sink, true)
+		if err != nil {
+			fatalf("postfix-dkim: %v", err)
+		}
+		fmt.Printf("postfix+od %6d msgs in %7.2fs  %8.0f msgs/s  (OpenDKIM: Ed25519 + RSA-2048)\n", o.n, float64(o.n)/pfDKIMRate, pfDKIMRate)
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
-			log.Fatal(err)
+			fatalf("%v", err)
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if strings.Contains(o.runs, "tern-smtp") {
+	if runs["tern-smtp"] {
 		if smtpRate, err = runTern(o, sink, true); err != nil {
-			log.Fatalf("tern-smtp: %v", err)
+			fatalf("tern-smtp: %v", err)
 		}
 		fmt.Printf("tern-smtp  %6d msgs in %7.2fs  %8.0f msgs/s  (dkim=%v)\n", o.n, float64(o.n)/smtpRate, smtpRate, o.dkim)
 	}
-	if strings.Contains(o.runs, "tern-api") {
+	if runs["tern-api"] {
 		if apiRate, err = runTern(o, sink, false); err != nil {
-			log.Fatalf("tern-api: %v", err)
+			fatalf("tern-api: %v", err)
 		}
 		fmt.Printf("tern-api   %6d msgs in %7.2fs  %8.0f msgs/s  (dkim=%v)\n", o.n, float64(o.n)/apiRate, apiRate, o.dkim)
 	}
-	if pfRate > 0 && smtpRate > 0 && apiRate > 0 {
-		fmt.Printf("ratio tern-smtp/postfix %.2fx   tern-api/postfix %.2fx\n", smtpRate/pfRate, apiRate/pfRate)
+	for _, base := range []struct {
+		name string
+		rate float64
+	}{{"postfix", pfRate}, {"postfix+opendkim", pfDKIMRate}} {
+		if base.rate == 0 {
+			continue
+		}
+		if smtpRate > 0 {
+			fmt.Printf("ratio tern-smtp/%s %.2fx\n", base.name, smtpRate/base.rate)
+		}
+		if apiRate > 0 {
+			fmt.Printf("ratio tern-api/%s %.2fx\n", base.name, apiRate/base.rate)
+		}
 	}
 	if o.hold > 0 {
 		if err := holdTest(o); err != nil {
-			log.Fatalf("hold: %v", err)
+			fatalf("hold: %v", err)
 		}
 	}
 }
@@ -229,12 +267,25 @@ func smtpSource(o opts, addr string) error {
 	return cmd.Run()
 }
 
-func runPostfix(o opts, s *sink) (float64, error) {
+func runPostfix(o opts, s *sink, sign bool) (float64, error) {
 	dir, err := os.MkdirTemp("", "outbound-postfix-")
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
+	var milter string
+	var keys *dkim.Keys
+	if sign {
+		var stop func()
+		var milters []string
+		if keys, milters, stop, err = startOpenDKIM(o, dir); err != nil {
+			return 0, err
+		}
+		o.atExit.add(stop)
+		defer stop()
+		// The milters sign what arrives over SMTP (all the bench sends).
+		milter = fmt.Sprintf("smtpd_milters = %s\nmilter_default_action = tempfail\nmilter_protocol = 6\n", strings.Join(milters, ", "))
+	}
 	conf := filepath.Join(dir, "conf")
 	for _, d := range []string{conf, filepath.Join(dir, "spool"), filepath.Join(dir, "data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -272,7 +323,8 @@ smtpd_relay_restrictions = permit_mynetworks, reject
 default_destination_concurrency_limit = %[3]d
 default_process_limit = 100
 biff = no
-`, dir, o.sinkPort, o.conc)
+transport_maps = inline:{ {check.test = smtp:[127.0.0.5]:%[4]d} }
+%[5]s`, dir, o.sinkPort, o.conc, o.capturePort, milter)
 	masterCF := fmt.Sprintf("127.0.0.6:%d inet n - n - - smtpd\n", o.pfPort) + `pickup unix n - n 60 1 pickup
 cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
@@ -308,6 +360,11 @@ postlog unix-dgram n - n - 1 postlogd
 	defer stop()
 	if err := waitPort(fmt.Sprintf("127.0.0.6:%d", o.pfPort)); err != nil {
 		return 0, err
+	}
+	if sign {
+		if err := checkSigned(o, keys); err != nil {
+			return 0, fmt.Errorf("signature check: %w", err)
+		}
 	}
 	base := s.count.Load()
 	start := time.Now()

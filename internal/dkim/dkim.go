@@ -395,3 +395,6 @@ func (k *Keys) Sign(domain string, msg io.Reader) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// SignedHeaders returns the header field names tern signs, in h= order.
+func SignedHeaders() []string { return append([]string(nil), signedHeaders...) }
