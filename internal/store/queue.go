@@ -32,6 +32,11 @@ type QueueRecipient struct {
 	DelayNotified bool `json:"d,omitempty"`
 }
 
+// schemaV11 keeps a queue entry's DKIM-Signature fields, computed at its
+// first delivery attempt, so that a retry sends the same signatures
+// instead of signing again (NULL: not signed yet).
+const schemaV11 = `ALTER TABLE queue ADD COLUMN dkim BLOB;`
+
 // QueueEntry is one queued message.
 type QueueEntry struct {
 	ID          int64
@@ -46,6 +51,9 @@ type QueueEntry struct {
 	Attempts    int
 	LastError   string
 	Recipients  []QueueRecipient
+	// DKIM holds the DKIM-Signature fields to prepend, once computed;
+	// QueueUpdate stores them with the entry.
+	DKIM []byte
 }
 
 // Pending reports whether some recipient still waits for delivery.
@@ -58,7 +66,7 @@ func (e *QueueEntry) Pending() bool {
 	return false
 }
 
-const queueCols = `id, account_id, sender, env_id, ret, require_tls, blob_id, size, digest, created, next_attempt, attempts, last_error, rcpts`
+const queueCols = `id, account_id, sender, env_id, ret, require_tls, blob_id, size, digest, created, next_attempt, attempts, last_error, rcpts, dkim`
 
 // QueueAdd inserts a message into the queue, taking one reference on its
 // blob, and returns once it is durable.
@@ -103,7 +111,7 @@ func scanQueue(r rowScanner) (QueueEntry, error) {
 	var created, next int64
 	var rcpts string
 	err := r.Scan(&e.ID, &e.AccountID, &e.From, &e.EnvID, &e.Ret, &e.RequireTLS, &e.Blob.ID, &e.Blob.Size, &e.Blob.Digest,
-		&created, &next, &e.Attempts, &e.LastError, &rcpts)
+		&created, &next, &e.Attempts, &e.LastError, &rcpts, &e.DKIM)
 	if err != nil {
 		return e, err
 	}
@@ -208,8 +216,12 @@ func (s *Store) QueueUpdate(ctx context.Context, e *QueueEntry) error {
 		if !e.Pending() {
 			return s.queueDelete(ctx, tx, e.ID)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE queue SET next_attempt = ?, attempts = ?, last_error = ?, rcpts = ? WHERE id = ?`,
-			e.NextAttempt.UnixNano(), e.Attempts, e.LastError, string(rcpts), e.ID)
+		var dkim any
+		if len(e.DKIM) > 0 {
+			dkim = e.DKIM
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE queue SET next_attempt = ?, attempts = ?, last_error = ?, rcpts = ?, dkim = ? WHERE id = ?`,
+			e.NextAttempt.UnixNano(), e.Attempts, e.LastError, string(rcpts), dkim, e.ID)
 		if err != nil {
 			return err
 		}
