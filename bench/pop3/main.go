@@ -201,12 +201,11 @@ func serve(args []string) error {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here until stopped")
 	fs.Parse(args)
 	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
+		stop, err := profileCPU(*cpuprofile)
 		if err != nil {
 			return err
 		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, *data, store.Options{})
@@ -236,6 +235,42 @@ func serve(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// profileCPU writes a CPU profile to path until the returned stop runs.
+// SIGUSR1 moves what was profiled so far to path.before and starts
+// afresh, so that a warm-up run can be left out.
+func profileCPU(path string) (stop func(), err error) {
+	start := func() error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		return pprof.StartCPUProfile(f)
+	}
+	if err := start(); err != nil {
+		return nil, err
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	var mu sync.Mutex
+	go func() {
+		for range usr1 {
+			mu.Lock()
+			pprof.StopCPUProfile()
+			os.Rename(path, path+".before")
+			if err := start(); err != nil {
+				fmt.Fprintln(os.Stderr, "pop3bench: restarting profile:", err)
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() {
+		signal.Stop(usr1)
+		mu.Lock()
+		pprof.StopCPUProfile()
+		mu.Unlock()
+	}, nil
 }
 
 // result of one user's download.

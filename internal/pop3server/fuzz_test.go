@@ -92,6 +92,10 @@ func FuzzWriteBody(f *testing.F) {
 			t.Fatal(err)
 		}
 		w.Flush()
+		// The in-memory path (read-ahead) sends the same bytes.
+		if mem := append(appendWire(nil, in), ".\r\n"...); !bytes.Equal(mem, out.Bytes()) {
+			t.Fatalf("appendWire:\n got %q\nwant %q", mem, out.Bytes())
+		}
 		got := unstuff(t, out.Bytes())
 		want := normalize(in)
 		if !bytes.Equal(got, want) {

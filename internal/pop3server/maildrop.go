@@ -36,24 +36,15 @@ func loadMaildrop(ctx context.Context, st *store.Store, accountID int64) (*maild
 	if err != nil {
 		return nil, err
 	}
-	infos, err := st.Messages(ctx, mb.ID, 1, 0)
+	list, err := st.DropListing(ctx, mb.ID)
 	if err != nil {
 		return nil, err
 	}
-	d := &maildrop{st: st, mailboxID: mb.ID, uidValidity: mb.UIDValidity, msgs: make([]msg, len(infos))}
-	for i, m := range infos {
-		d.msgs[i] = msg{uid: m.UID, blobID: m.BlobID, size: m.Size, wire: -1, seen: hasFlag(m.Flags, `\Seen`)}
+	d := &maildrop{st: st, mailboxID: mb.ID, uidValidity: mb.UIDValidity, msgs: make([]msg, len(list))}
+	for i, m := range list {
+		d.msgs[i] = msg{uid: m.UID, blobID: m.BlobID, size: m.Size, wire: -1, seen: m.Seen}
 	}
 	return d, nil
-}
-
-func hasFlag(flags []string, f string) bool {
-	for _, x := range flags {
-		if x == f {
-			return true
-		}
-	}
-	return false
 }
 
 // uidl is the unique-id of a message (RFC 1939 §7): UIDVALIDITY and UID,

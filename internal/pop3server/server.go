@@ -78,6 +78,9 @@ type Server struct {
 	// seenBatch is how many \Seen marks wait before one store write:
 	// marking every RETR separately would cost a commit per message.
 	seenBatch int
+	// readAhead is the stored bytes a session reads ahead in one query
+	// during a sequential download (see readAhead).
+	readAhead int
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -110,7 +113,7 @@ func New(cfg Config) *Server {
 		cfg: cfg, log: cfg.Logger,
 		listeners: map[net.Listener]struct{}{}, sessions: map[*session]struct{}{},
 		perIP: map[string]int{}, inUse: map[int64]bool{},
-		sizes: newSizeCache(1 << 18), seenBatch: 500,
+		sizes: newSizeCache(1 << 18), seenBatch: 500, readAhead: readAheadBytes,
 	}
 }
 

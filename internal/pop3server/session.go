@@ -40,6 +40,8 @@ type reply struct {
 	text  string
 	lines []string                  // multi-line body, byte-stuffed by the writer
 	body  func(*bufio.Writer) error // streamed multi-line body, writes its own terminator
+	wire  []byte                    // multi-line body in wire form, without the terminator
+	seen  *msg                      // RETR: mark this message \Seen once sent
 	cont  bool                      // SASL continuation: "+ " text (RFC 5034 §4)
 	bad   bool                      // counts toward MaxErrors
 	close bool                      // end the session after writing
@@ -87,6 +89,7 @@ type session struct {
 	locked   bool
 	seenBusy chan struct{} // closed when a background \Seen write ends
 	drop     *maildrop
+	ahead    *readAhead
 	quit     bool
 }
 
@@ -184,6 +187,9 @@ func (s *session) run(implicitTLS bool) {
 		if err := s.write(r); err != nil {
 			s.log.Debug("pop3: write failed", "err", err)
 			return
+		}
+		if r.seen != nil {
+			s.retrieved(r.seen)
 		}
 		if r.after != nil {
 			r.after()
@@ -284,6 +290,10 @@ func (s *session) write(r reply) error {
 			w.WriteString(l)
 			w.WriteString("\r\n")
 		}
+		w.WriteString(".\r\n")
+	}
+	if r.wire != nil {
+		w.Write(r.wire)
 		w.WriteString(".\r\n")
 	}
 	if r.body != nil {

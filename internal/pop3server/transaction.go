@@ -122,9 +122,27 @@ func (s *session) cmdTop(c Command) reply {
 // send answers RETR (bodyLines < 0) and TOP: the status line, then the
 // message streamed from its blob.
 func (s *session) send(arg string, bodyLines int) reply {
-	m, _, r := s.message(arg)
+	m, n, r := s.message(arg)
 	if r != nil {
 		return *r
+	}
+	var seen *msg
+	if bodyLines < 0 && s.srv.cfg.MarkSeenOnRetr {
+		seen = m
+	}
+	if bodyLines < 0 {
+		ctx, cancel := s.storeCtx()
+		wire, ok := s.ahead.get(ctx, s.drop, n-1)
+		cancel()
+		if ok {
+			// RFC 1939 §11 asks only that the status line begin "+OK";
+			// the octet count is Dovecot's and Courier's habit.
+			text := "message follows"
+			if m.wire >= 0 {
+				text = itoa(m.wire) + " octets"
+			}
+			return reply{ok: true, text: text, wire: wire, seen: seen}
+		}
 	}
 	f, err := s.openMessage(m)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, store.ErrNotFound) {
@@ -137,19 +155,19 @@ func (s *session) send(arg string, bodyLines int) reply {
 	if bodyLines < 0 && m.wire >= 0 {
 		text = itoa(m.wire) + " octets"
 	}
-	rep := reply{ok: true, text: text, body: func(w *bufio.Writer) error {
+	return reply{ok: true, text: text, seen: seen, body: func(w *bufio.Writer) error {
 		defer f.Close()
 		return writeBody(w, s.blobBuf, f, bodyLines)
 	}}
-	if bodyLines < 0 && s.srv.cfg.MarkSeenOnRetr {
-		rep.after = func() {
-			s.drop.markSeen(m)
-			if len(s.drop.pendingSeen) >= s.srv.seenBatch {
-				s.flushSeenAsync()
-			}
-		}
+}
+
+// retrieved queues \Seen for a message sent with RETR, written in
+// batches.
+func (s *session) retrieved(m *msg) {
+	s.drop.markSeen(m)
+	if len(s.drop.pendingSeen) >= s.srv.seenBatch {
+		s.flushSeenAsync()
 	}
-	return rep
 }
 
 // openMessage opens a message's bytes for sending.

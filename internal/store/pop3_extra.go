@@ -1,6 +1,10 @@
 package store
 
-import "fmt"
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
 
 // BlobPath returns the file holding a blob, for readers that open it
 // themselves: POP3 reads each message with plain open/read/close calls,
@@ -12,4 +16,78 @@ func (s *Store) BlobPath(id string) (string, error) {
 		return "", fmt.Errorf("store: bad blob id %q: %w", id, ErrInvalid)
 	}
 	return s.blobPath(id), nil
+}
+
+// DropEntry is one message of a POP3 maildrop listing.
+type DropEntry struct {
+	UID    uint32
+	Size   int64
+	BlobID string
+	Seen   bool
+}
+
+// DropListing lists a mailbox for a POP3 login, in UID order: only what
+// POP3 needs, read from the covering index messages_info (no flag slices,
+// no dates), so that a login costs little more than the index walk.
+func (s *Store) DropListing(ctx context.Context, mailboxID int64) ([]DropEntry, error) {
+	rows, err := s.query(ctx, "SELECT uid, size, blob_id, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []DropEntry
+	var flags sql.RawBytes
+	for rows.Next() {
+		var e DropEntry
+		if err := rows.Scan(&e.UID, &e.Size, &e.BlobID, &flags); err != nil {
+			return nil, err
+		}
+		e.Seen = hasFlagText(flags, `\Seen`)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// hasFlagText reports whether a stored flags column (flags joined by
+// single spaces) holds flag f.
+func hasFlagText(flags []byte, f string) bool {
+	for len(flags) > 0 {
+		i := 0
+		for i < len(flags) && flags[i] != ' ' {
+			i++
+		}
+		if string(flags[:i]) == f {
+			return true
+		}
+		if i == len(flags) {
+			break
+		}
+		flags = flags[i+1:]
+	}
+	return false
+}
+
+// InlineMessages calls fn, in UID order, with the bytes of the messages
+// of a mailbox with UIDs from first to last that are kept inside the
+// database (see Inline); messages stored as files, or gone, are skipped.
+// data is valid only during the call. One query serves the whole range:
+// a POP3 download reads ahead this way instead of paying a statement and
+// a read transaction per message.
+func (s *Store) InlineMessages(ctx context.Context, mailboxID int64, first, last uint32, fn func(uid uint32, data []byte) error) error {
+	rows, err := s.query(ctx, "SELECT m.uid, d.data FROM messages m JOIN blob_data d ON d.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid", mailboxID, first, last)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var data sql.RawBytes
+	for rows.Next() {
+		var uid uint32
+		if err := rows.Scan(&uid, &data); err != nil {
+			return err
+		}
+		if err := fn(uid, data); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
