@@ -12,9 +12,9 @@ import (
 // HEADER Subject ...) first looks at each message's stored structure as
 // bytes and decodes only those that may hold the string: on a large
 // mailbox most messages are then never decoded. The test is conservative:
-// whenever the stored bytes could hide a match (non-ASCII text, MIME
-// encoded words, JSON \u escapes) the message is decoded and matched as
-// usual, so results never change.
+// whenever the stored bytes could hide a match (MIME encoded words, the
+// two non-ASCII letters that lower-case to ASCII, unusual JSON escapes)
+// the message is decoded and matched as usual, so results never change.
 
 // prefiltered returns the envelopes of the batch's messages that pass
 // filter, and the batch narrowed to them.
@@ -105,17 +105,35 @@ func mayMatch(k *imap.SearchKey, raw []byte) bool {
 
 // rawMayContain reports whether raw contains needle (lower-case ASCII)
 // ignoring ASCII case, or holds something that decoding could turn into
-// it: a byte above 0x7f (Unicode case folding maps a few letters to
-// ASCII), an RFC 2047 encoded word ("=?") or a JSON \u escape.
+// it: an RFC 2047 encoded word ("=?"), one of the two letters that
+// Unicode lower-cases to ASCII (U+0130 to "i", U+212A to "k"), or a JSON
+// escape of a character a needle may hold. encoding/json escapes only
+// '<', '>', '&', control characters, U+2028, U+2029 and invalid UTF-8
+// (U+FFFD), none of which a needle holds, so the usual escapes (the
+// Message-ID's angle brackets) keep the test exact.
 func rawMayContain(raw []byte, needle string) bool {
 	n0 := needle[0]
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch {
 		case c >= 0x80:
+			if (c == 0xc4 && i+1 < len(raw) && raw[i+1] == 0xb0) ||
+				(c == 0xe2 && i+2 < len(raw) && raw[i+1] == 0x84 && raw[i+2] == 0xaa) {
+				return true
+			}
+			continue
+		case c == '=' && i+1 < len(raw) && raw[i+1] == '?':
 			return true
-		case (c == '=' && i+1 < len(raw) && raw[i+1] == '?') || (c == '\\' && i+1 < len(raw) && raw[i+1] == 'u'):
-			return true
+		case c == '\\':
+			if escapeMayMatch(raw[i+1:]) {
+				return true
+			}
+			if i+1 < len(raw) && raw[i+1] == 'u' {
+				i += 5
+			} else {
+				i++
+			}
+			continue
 		}
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
@@ -123,6 +141,44 @@ func rawMayContain(raw []byte, needle string) bool {
 		if c == n0 && len(raw)-i >= len(needle) && equalFoldASCII(raw[i:i+len(needle)], needle) {
 			return true
 		}
+	}
+	return false
+}
+
+// escapeMayMatch looks at what follows a backslash in a JSON string: true
+// when it could decode to a character a needle holds, or is malformed.
+func escapeMayMatch(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	switch b[0] {
+	case '"', '\\', 'b', 'f', 'n', 'r', 't':
+		return false
+	case 'u':
+	default:
+		return true // "\/" or not JSON
+	}
+	if len(b) < 5 {
+		return true
+	}
+	var v rune
+	for _, c := range b[1:5] {
+		switch {
+		case '0' <= c && c <= '9':
+			v = v<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			v = v<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			v = v<<4 | rune(c-'A'+10)
+		default:
+			return true
+		}
+	}
+	switch {
+	case v == '<' || v == '>' || v == '&' || v < 0x20:
+		return false
+	case v < 0x80 || v == 0x130 || v == 0x212a:
+		return true
 	}
 	return false
 }

@@ -1,8 +1,12 @@
 package imapserver
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/tern-mail/tern/internal/imap"
+	"github.com/tern-mail/tern/internal/message"
 )
 
 // TestSearchPrefilter: envelope searches that skip decoding by looking at
@@ -67,8 +71,16 @@ func TestRawMayContain(t *testing.T) {
 		{`{"env":{"subject":"Hello World"}}`, "world", true},
 		{`{"env":{"subject":"Hello World"}}`, "moon", false},
 		{`{"env":{"subject":"=?utf-8?b?TW9vbg==?="}}`, "moon", true},
-		{`{"env":{"subject":"\u0026 more"}}`, "moon", true},
-		{"{\"env\":{\"subject\":\"caf\u00e9\"}}", "moon", true},
+		{`{"env":{"subject":"\u0026 more","messageId":"\u003cx@y\u003e"}}`, "moon", false},
+		{`{"env":{"subject":"\u0026 moon"}}`, "moon", true},
+		{"{\"env\":{\"subject\":\"caf\u00e9\"}}", "moon", false},
+		{"{\"env\":{\"subject\":\"\u212aelvin\"}}", "moon", true},
+		{"{\"env\":{\"subject\":\"\u0130\"}}", "moon", true},
+		{`{"env":{"subject":"\u212Aelvin"}}`, "moon", true},
+		{`{"env":{"subject":"\u006doon"}}`, "moon", true},
+		{`{"env":{"subject":"a\/b"}}`, "moon", true},
+		{`{"env":{"subject":"\\u006doon"}}`, "moon", false},
+		{`{"env":{"subject":"\"\\\n\t"}}`, "moon", false},
 		{`{"env":{"subject":"MOO"}}`, "moon", false},
 		{`{"env":{"subject":"xMOON"}}`, "moon", true},
 	} {
@@ -76,4 +88,36 @@ func TestRawMayContain(t *testing.T) {
 			t.Errorf("rawMayContain(%s, %q) = %v", c.raw, c.needle, got)
 		}
 	}
+}
+
+// FuzzSearchPrefilter: whenever a full decode matches an envelope
+// criterion, the byte test lets the message through.
+func FuzzSearchPrefilter(f *testing.F) {
+	f.Add("Re: the needle", "Needle Person", "needle")
+	f.Add("=?utf-8?q?N=65edle?=", "x", "Needle")
+	f.Add("\u212aelvin", "\u0130stanbul", "ki")
+	f.Add("a <b> & \"c\"", "d\\e", "b")
+	f.Add("caf\xe9 \xff", "tab\there", "here")
+	f.Fuzz(func(t *testing.T, subject, name, needle string) {
+		p := &message.Parsed{Envelope: message.Envelope{Subject: subject, MessageID: "<id@x>",
+			From: []message.Address{{Name: name, Mailbox: "mb", Host: "example.net"}}}}
+		raw, err := json.Marshal(p)
+		if err != nil {
+			t.Skip()
+		}
+		var back message.Parsed
+		if err := json.Unmarshal(raw, &back); err != nil {
+			t.Fatal(err)
+		}
+		sr := &searcher{s: &session{sel: &selected{}}}
+		c := &candidate{parsed: &back}
+		for _, k := range []*imap.SearchKey{
+			{Op: "SUBJECT", Value: needle}, {Op: "FROM", Value: needle},
+			{Op: "HEADER", Field: "Subject", Value: needle}, {Op: "HEADER", Field: "From", Value: needle},
+		} {
+			if sr.match(k, c) && !mayMatch(k, raw) {
+				t.Errorf("%s %q matches %s but the byte test rules it out", k.Op, needle, raw)
+			}
+		}
+	})
 }
