@@ -69,26 +69,21 @@ func (d *maildrop) ensureSizes(ctx context.Context, cache *sizeCache, measure fu
 	const chunk = 1000
 	for i := 0; i < len(d.msgs); i += chunk {
 		part := d.msgs[i:min(i+chunk, len(d.msgs))]
-		uids := make([]uint32, 0, len(part))
-		for _, m := range part {
-			if m.wire < 0 {
-				uids = append(uids, m.uid)
+		k := 0
+		err := d.st.WireSizes(ctx, d.mailboxID, part[0].uid, part[len(part)-1].uid, func(uid uint32, wire int64) {
+			for k < len(part) && part[k].uid < uid {
+				k++
 			}
-		}
-		if len(uids) == 0 {
-			continue
-		}
-		parsed, err := d.st.ParsedMany(ctx, d.mailboxID, uids)
+			if k < len(part) && part[k].uid == uid && part[k].wire < 0 {
+				part[k].wire = wire
+			}
+		})
 		if err != nil {
 			return err
 		}
 		for j := range part {
 			m := &part[j]
 			if m.wire >= 0 {
-				continue
-			}
-			if p := parsed[m.uid]; p != nil && p.Structure != nil {
-				m.wire = m.size + p.Structure.HeaderBareLF + p.Structure.BodyBareLF
 				continue
 			}
 			n, err := measure(m.blobID)

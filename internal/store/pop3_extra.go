@@ -91,3 +91,32 @@ func (s *Store) InlineMessages(ctx context.Context, mailboxID int64, first, last
 	}
 	return rows.Err()
 }
+
+// WireSizes calls fn with the size of each message of a mailbox with UIDs
+// from first to last as sent with CRLF line ends: the stored size plus
+// the bare LFs that delivery counted in the parsed structure (the "hblf"
+// and "bblf" of its root part; see message.Part). SQLite reads the two
+// numbers out of the stored JSON itself, so a POP3 login that lists an
+// uncached mailbox does not decode every envelope and structure in Go.
+// Messages without a parsed structure are skipped. UIDs come in order.
+func (s *Store) WireSizes(ctx context.Context, mailboxID int64, first, last uint32, fn func(uid uint32, wire int64)) error {
+	rows, err := s.query(ctx, `SELECT m.uid, m.size + coalesce(json_extract(CAST(mm.meta AS TEXT), '$.body.hblf'), 0)
+			+ coalesce(json_extract(CAST(mm.meta AS TEXT), '$.body.bblf'), 0)
+		FROM messages m JOIN message_meta mm ON mm.message_id = m.id
+		WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? AND json_type(CAST(mm.meta AS TEXT), '$.body') = 'object'
+		ORDER BY m.uid`,
+		mailboxID, first, last)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid uint32
+		var wire int64
+		if err := rows.Scan(&uid, &wire); err != nil {
+			return err
+		}
+		fn(uid, wire)
+	}
+	return rows.Err()
+}
