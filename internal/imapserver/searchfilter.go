@@ -1,6 +1,7 @@
 package imapserver
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/tern-mail/tern/internal/imap"
@@ -112,35 +113,69 @@ func mayMatch(k *imap.SearchKey, raw []byte) bool {
 // (U+FFFD), none of which a needle holds, so the usual escapes (the
 // Message-ID's angle brackets) keep the test exact.
 func rawMayContain(raw []byte, needle string) bool {
-	n0 := needle[0]
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c >= 0x80:
-			if (c == 0xc4 && i+1 < len(raw) && raw[i+1] == 0xb0) ||
-				(c == 0xe2 && i+2 < len(raw) && raw[i+1] == 0x84 && raw[i+2] == 0xaa) {
-				return true
-			}
-			continue
-		case c == '=' && i+1 < len(raw) && raw[i+1] == '?':
-			return true
-		case c == '\\':
-			if escapeMayMatch(raw[i+1:]) {
-				return true
-			}
-			if i+1 < len(raw) && raw[i+1] == 'u' {
-				i += 5
-			} else {
-				i++
-			}
-			continue
+	if bytes.Contains(raw, encodedWordStart) || bytes.Contains(raw, dottedCapitalI) || bytes.Contains(raw, kelvinSign) {
+		return true
+	}
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '\\')
+		if j < 0 {
+			break
 		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c == n0 && len(raw)-i >= len(needle) && equalFoldASCII(raw[i:i+len(needle)], needle) {
+		i += j
+		if escapeMayMatch(raw[i+1:]) {
 			return true
 		}
+		if raw[i+1] == 'u' {
+			i += 6
+		} else {
+			i += 2
+		}
+		if i >= len(raw) {
+			break
+		}
+	}
+	return containsFoldASCII(raw, needle)
+}
+
+var (
+	encodedWordStart = []byte("=?")
+	dottedCapitalI   = []byte("\u0130") // lower-cases to "i"
+	kelvinSign       = []byte("\u212a") // lower-cases to "k"
+)
+
+// containsFoldASCII reports whether b contains needle (lower-case ASCII),
+// ignoring ASCII case; the first byte is found with bytes.IndexByte.
+func containsFoldASCII(b []byte, needle string) bool {
+	lo, up := needle[0], needle[0]
+	if 'a' <= lo && lo <= 'z' {
+		up = lo - 'a' + 'A'
+	}
+	nextUp := -1 // index in b of the next up, once searched
+	for off := 0; len(b)-off >= len(needle); {
+		i := bytes.IndexByte(b[off:], lo)
+		if i >= 0 {
+			i += off
+		}
+		if up != lo {
+			if nextUp < off {
+				nextUp = bytes.IndexByte(b[off:], up)
+				if nextUp >= 0 {
+					nextUp += off
+				} else {
+					nextUp = len(b)
+				}
+			}
+			if nextUp < len(b) && (i < 0 || nextUp < i) {
+				i = nextUp
+			}
+		}
+		if i < 0 || len(b)-i < len(needle) {
+			return false
+		}
+		if equalFoldASCII(b[i:i+len(needle)], needle) {
+			return true
+		}
+		off = i + 1
 	}
 	return false
 }

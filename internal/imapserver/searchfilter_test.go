@@ -121,3 +121,18 @@ func FuzzSearchPrefilter(f *testing.F) {
 		}
 	})
 }
+
+func TestContainsFoldASCII(t *testing.T) {
+	hay := []string{"", "a", "Needle", "xxNEEDLExx", "neEdl", "nnnneedle", "NNNNeedle", "n e e d l e", "NeedlNeedle", "éneedle"}
+	for _, h := range hay {
+		for _, n := range []string{"needle", "n", "e", "dle", "nn", "xx", "é"[:1]} {
+			want := strings.Contains(strings.ToLower(h), n)
+			if n[0] >= 0x80 {
+				want = strings.Contains(h, n)
+			}
+			if got := containsFoldASCII([]byte(h), n); got != want {
+				t.Errorf("containsFoldASCII(%q, %q) = %v", h, n, got)
+			}
+		}
+	}
+}
