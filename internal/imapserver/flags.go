@@ -44,7 +44,13 @@ func (s *session) cmdStore(cmd *imap.Command) reply {
 	if len(uids) == 0 {
 		return ok("STORE completed")
 	}
-	op := map[imap.StoreOp]store.FlagOp{imap.StoreAdd: store.FlagsAdd, imap.StoreRemove: store.FlagsRemove, imap.StoreReplace: store.FlagsReplace}[args.Op]
+	op := store.FlagsReplace
+	switch args.Op {
+	case imap.StoreAdd:
+		op = store.FlagsAdd
+	case imap.StoreRemove:
+		op = store.FlagsRemove
+	}
 	upd := store.FlagUpdate{UIDs: uids, Op: op, Flags: args.Flags}
 	if args.HasUnchangedSince {
 		if args.UnchangedSince == 0 {
