@@ -1,8 +1,9 @@
 // Package dkim owns the DKIM keys of tern's domains (RFC 6376, RFC 8463):
 // generating an Ed25519 and an RSA-2048 key per domain, storing them in the
 // data directory, rotating selectors, producing the DNS TXT records to
-// publish, and signing outgoing messages with both keys through
-// github.com/emersion/go-msgauth/dkim. Files live under DATA/dkim/DOMAIN/:
+// publish, and signing outgoing messages with both keys (sign.go: the body
+// hash and header canonicalization computed once for both, the signing
+// itself by crypto/rsa and crypto/ed25519). Files live under DATA/dkim/DOMAIN/:
 // one PEM file per selector and a manifest.json naming the selectors in use.
 // It never looks anything up in DNS.
 package dkim
@@ -18,14 +19,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
-
-	msgdkim "github.com/emersion/go-msgauth/dkim"
 )
 
 // Algorithms of the keys kept per domain.
@@ -354,46 +352,6 @@ var signedHeaders = []string{
 	"From", "From", "Reply-To", "Subject", "Date", "To", "Cc", "Message-ID",
 	"In-Reply-To", "References", "MIME-Version", "Content-Type",
 	"Content-Transfer-Encoding", "Content-Disposition", "List-Unsubscribe",
-}
-
-// Sign reads msg once and returns the DKIM-Signature header fields, one per
-// active key (Ed25519 and RSA), to prepend to the message.
-func (k *Keys) Sign(domain string, msg io.Reader) ([]byte, error) {
-	ks, err := k.activeSigners(domain)
-	if err != nil {
-		return nil, err
-	}
-	var signers []*msgdkim.Signer
-	var ws []io.Writer
-	for _, lk := range ks {
-		s, err := msgdkim.NewSigner(&msgdkim.SignOptions{
-			Domain:                 strings.ToLower(strings.TrimSuffix(domain, ".")),
-			Selector:               lk.sel,
-			Signer:                 lk.signer,
-			HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
-			BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
-			HeaderKeys:             signedHeaders,
-		})
-		if err != nil {
-			return nil, err
-		}
-		signers = append(signers, s)
-		ws = append(ws, s)
-	}
-	_, copyErr := io.Copy(io.MultiWriter(ws...), msg)
-	var out []byte
-	for _, s := range signers {
-		if err := s.Close(); err != nil && copyErr == nil {
-			copyErr = err
-		}
-		if copyErr == nil {
-			out = append(out, s.Signature()...)
-		}
-	}
-	if copyErr != nil {
-		return nil, fmt.Errorf("dkim: sign: %w", copyErr)
-	}
-	return out, nil
 }
 
 // SignedHeaders returns the header field names tern signs, in h= order.

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -248,7 +249,7 @@ type txResult struct {
 
 // send runs MAIL, RCPT..., DATA and the message, pipelined when the
 // server offers PIPELINING (RFC 2920 §3.1: DATA ends the group).
-func (c *client) send(ctx context.Context, env *envelope, body io.Reader) (*txResult, error) {
+func (c *client) send(ctx context.Context, env *envelope, body func(*bufio.Writer) error) (*txResult, error) {
 	res := &txResult{Rcpts: make([]reply, len(env.Rcpts))}
 	deadline := time.Now().Add(cmdTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -322,7 +323,7 @@ func (c *client) send(ctx context.Context, env *envelope, body io.Reader) (*txRe
 		return res, err
 	}
 	c.deadline(time.Now().Add(dataTimeout))
-	if err := writeDotStuffed(c.bw, body); err != nil {
+	if err := body(c.bw); err != nil {
 		c.broken = true
 		return res, err
 	}
@@ -334,40 +335,67 @@ func (c *client) send(ctx context.Context, env *envelope, body io.Reader) (*txRe
 	return res, err
 }
 
-// writeDotStuffed copies the message with CRLF line endings and leading
-// dots doubled (RFC 5321 §4.5.2), then the terminating ".".
-func writeDotStuffed(w *bufio.Writer, r io.Reader) error {
-	br := bufio.NewReaderSize(r, 32<<10)
-	bol := true
+// dotStuffer writes a message with CRLF line endings and leading dots
+// doubled (RFC 5321 §4.5.2), from pieces in memory or a reader, then the
+// terminating ".".
+type dotStuffer struct {
+	w   *bufio.Writer
+	mid bool // inside a line
+}
+
+// write adds a piece of the message.
+func (d *dotStuffer) write(p []byte) {
+	for len(p) > 0 {
+		if !d.mid && p[0] == '.' {
+			d.w.WriteByte('.')
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			d.w.Write(p)
+			d.mid = true
+			return
+		}
+		line := p[:i]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		d.w.Write(line)
+		d.w.WriteString("\r\n")
+		d.mid = false
+		p = p[i+1:]
+	}
+}
+
+// copy adds the rest of the message from r.
+func (d *dotStuffer) copy(r io.Reader) error {
+	buf := make([]byte, 32<<10)
+	keep := 0 // a CR held back from the previous read: an LF may follow
 	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if bol && line[0] == '.' {
-				w.WriteByte('.')
-			}
-			bol = line[len(line)-1] == '\n'
-			if bol {
-				line = line[:len(line)-1]
-				if len(line) > 0 && line[len(line)-1] == '\r' {
-					line = line[:len(line)-1]
-				}
-				w.Write(line)
-				w.WriteString("\r\n")
-			} else {
-				w.Write(line)
-			}
+		n, err := r.Read(buf[keep:])
+		p := buf[:keep+n]
+		keep = 0
+		if err == nil && len(p) > 0 && p[len(p)-1] == '\r' {
+			p, keep = p[:len(p)-1], 1
+		}
+		d.write(p)
+		if keep == 1 {
+			buf[0] = '\r'
 		}
 		if err == io.EOF {
-			break
+			return nil
 		}
-		if err != nil && err != bufio.ErrBufferFull {
+		if err != nil {
 			return err
 		}
 	}
-	if !bol {
-		w.WriteString("\r\n")
+}
+
+// end terminates the message.
+func (d *dotStuffer) end() error {
+	if d.mid {
+		d.w.WriteString("\r\n")
 	}
-	_, err := w.WriteString(".\r\n")
+	_, err := d.w.WriteString(".\r\n")
 	return err
 }
 

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -83,8 +84,15 @@ func (q *Queue) attempt(ctx context.Context, e *store.QueueEntry) {
 	}
 	sort.Strings(domains)
 	b := &body{q: q, id: e.Blob.ID, size: e.Blob.Size}
-	// Signed once, and only when some transaction is about to start.
-	sign := sync.OnceValue(func() []byte { return q.sign(e, b, log) })
+	// Signed once per message, and only when some transaction is about
+	// to start: the signatures are kept with the entry (QueueUpdate in
+	// finish), so a retry sends them again without signing.
+	sign := sync.OnceValue(func() []byte {
+		if len(e.DKIM) == 0 {
+			e.DKIM = q.sign(e, b, log)
+		}
+		return e.DKIM
+	})
 	results := map[int]outcome{}
 	for _, d := range domains {
 		idx := groups[d]
@@ -158,7 +166,8 @@ func (b *body) open() (io.Reader, func(), error) {
 }
 
 // sign computes the DKIM signatures for the From header's domain (the one
-// DMARC aligns with), falling back on the envelope sender's domain.
+// DMARC aligns with), falling back on the envelope sender's domain. A
+// message in memory is signed where it lies, without a copy.
 func (q *Queue) sign(e *store.QueueEntry, b *body, log interface{ Warn(string, ...any) }) []byte {
 	if q.cfg.DKIM == nil {
 		return nil
@@ -168,18 +177,32 @@ func (q *Queue) sign(e *store.QueueEntry, b *body, log interface{ Warn(string, .
 		log.Warn("dkim: open message", "err", err)
 		return nil
 	}
-	hdr, _ := readHeader(r, 256<<10)
+	var hdr []byte
+	if b.loaded {
+		if i := headerEnd(b.data); i >= 0 {
+			hdr = b.data[:i]
+		} else {
+			hdr = b.data
+		}
+	} else {
+		hdr, _ = readHeader(r, 256<<10)
+	}
 	done()
 	for _, d := range []string{fromHeaderDomain(hdr), domainOf(e.From)} {
 		if d == "" {
 			continue
 		}
-		r, done, err := b.open()
-		if err != nil {
-			return nil
+		var sig []byte
+		if b.loaded {
+			sig, err = q.cfg.DKIM.SignBytes(d, b.data)
+		} else {
+			var r io.Reader
+			if r, done, err = b.open(); err != nil {
+				return nil
+			}
+			sig, err = q.cfg.DKIM.Sign(d, r)
+			done()
 		}
-		sig, err := q.cfg.DKIM.Sign(d, r)
-		done()
 		if err == nil {
 			return sig
 		}
@@ -324,6 +347,10 @@ func (q *Queue) deliverRemote(ctx context.Context, e *store.QueueEntry, domain s
 	if down, why := d.down(q.cfg.Now()); down {
 		return fill(len(idx), temp("4.4.1", "%s", why))
 	}
+	// Sign before taking a connection slot: the RSA signature is the
+	// costliest step and needs no connection, so the workers sign in
+	// parallel on every core while the slots carry transactions.
+	sig()
 	select {
 	case d.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -527,7 +554,16 @@ func (q *Queue) transact(ctx context.Context, c *client, e *store.QueueEntry, id
 		return fill(len(idx), temp("4.3.0", "message file: %v", err)), nil
 	}
 	defer done()
-	res, err := c.send(ctx, env, io.MultiReader(bytes.NewReader(signature), r))
+	res, err := c.send(ctx, env, func(w *bufio.Writer) error {
+		d := &dotStuffer{w: w}
+		d.write(signature)
+		if b.loaded {
+			d.write(b.data) // no copy of a message in memory
+		} else if err := d.copy(r); err != nil {
+			return err
+		}
+		return d.end()
+	})
 	if err != nil {
 		if res.Mail.Code == 0 {
 			return nil, err

@@ -62,9 +62,10 @@ type PolicySource interface {
 }
 
 // Signer returns DKIM-Signature fields for a message of a domain
-// (internal/dkim.Keys).
+// (internal/dkim.Keys), read from a reader or, without a copy, from memory.
 type Signer interface {
 	Sign(domain string, msg io.Reader) ([]byte, error)
+	SignBytes(domain string, msg []byte) ([]byte, error)
 }
 
 // TLS modes of a smarthost.

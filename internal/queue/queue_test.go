@@ -1,11 +1,13 @@
 package queue
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -501,3 +503,41 @@ func TestTLSRequiredNo(t *testing.T) {
 	e.submit(t, "TLS-Required: No\r\n"+testMessage, "bob@b.test")
 	waitFor(t, 10*time.Second, "delivery", func() bool { return len(r.messages()) == 1 })
 }
+
+// TestDotStuffer: pieces in memory and a reader split anywhere give the
+// same dot-stuffed CRLF message (RFC 5321 §4.5.2).
+func TestDotStuffer(t *testing.T) {
+	msg := "Sig: x\r\n.a\nb\r\n..c\r\nlone\rcr\r\n.\r\nlast"
+	want := "Sig: x\r\n..a\r\nb\r\n...c\r\nlone\rcr\r\n..\r\nlast\r\n.\r\n"
+	var mem bytes.Buffer
+	w := bufio.NewWriter(&mem)
+	d := &dotStuffer{w: w}
+	d.write([]byte(msg[:8]))
+	d.write([]byte(msg[8:]))
+	d.end()
+	w.Flush()
+	if mem.String() != want {
+		t.Fatalf("in memory:\n%q\nwant\n%q", mem.String(), want)
+	}
+	for n := 1; n <= len(msg); n++ {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		d := &dotStuffer{w: w}
+		if err := d.copy(&chunkReader{r: strings.NewReader(msg), n: n}); err != nil {
+			t.Fatal(err)
+		}
+		d.end()
+		w.Flush()
+		if out.String() != want {
+			t.Fatalf("reader split %d:\n%q\nwant\n%q", n, out.String(), want)
+		}
+	}
+}
+
+// chunkReader returns at most n bytes per Read.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) { return c.r.Read(p[:min(len(p), c.n)]) }
