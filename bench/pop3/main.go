@@ -308,8 +308,13 @@ func fetch(args []string) error {
 		msgs += r.msgs
 		bytes += r.bytes
 	}
-	fmt.Printf("%s window=%d users=%d messages=%d bytes=%d seconds=%.3f msgs_per_s=%.1f\n",
-		*label, *window, *users, msgs, bytes, el.Seconds(), float64(msgs)/el.Seconds())
+	// The client's own CPU: it shares the machine with the server, so a
+	// client slower per message would flatten the ratio.
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	clientCPU := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	fmt.Printf("%s window=%d users=%d messages=%d bytes=%d seconds=%.3f msgs_per_s=%.1f client_cpu_s=%.2f\n",
+		*label, *window, *users, msgs, bytes, el.Seconds(), float64(msgs)/el.Seconds(), clientCPU.Seconds())
 	return nil
 }
 

@@ -127,15 +127,18 @@ done
 echo "== summary (median of rounds)"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rate() { grep "^$1 .*window=$2 users=$3 " "$TMP/results" | sed 's/.*msgs_per_s=\([0-9.]*\).*/\1/' | median; }
-cpu() { grep "^$1 .*window=$2 users=$3 " "$TMP/results" | awk '{for(i=1;i<=NF;i++){split($i,kv,"="); v[kv[1]]=kv[2]} printf "%.1f\n", v["cpu_s"]*1e6/v["messages"]}' | median; }
-printf "%-8s %-6s %12s %12s %7s %14s %14s %7s\n" window users tern_msg/s dovecot_msg/s ratio tern_cpu_us/msg dovecot_cpu_us/msg ratio
+cpu() { grep "^$1 .*window=$2 users=$3 " "$TMP/results" | awk -v k="${4:-cpu_s}" '{for(i=1;i<=NF;i++){split($i,kv,"="); v[kv[1]]=kv[2]} printf "%.1f\n", v[k]*1e6/v["messages"]}' | median; }
+# The client's CPU per message (the same program for both servers) shows
+# whether it, rather than the server, bounds a run.
+printf "%-8s %-6s %12s %12s %7s %14s %14s %7s %16s\n" window users tern_msg/s dovecot_msg/s ratio tern_cpu_us/msg dovecot_cpu_us/msg ratio client_us/msg_t/d
 for win in $WINDOWS; do
 	for u in $USERS; do
 		t=$(rate tern "$win" "$u"); d=$(rate dovecot "$win" "$u")
 		tc=$(cpu tern "$win" "$u"); dc=$(cpu dovecot "$win" "$u")
-		printf "%-8s %-6s %12s %12s %7s %14s %14s %7s\n" "$win" "$u" "$t" "$d" \
+		kt=$(cpu tern "$win" "$u" client_cpu_s); kd=$(cpu dovecot "$win" "$u" client_cpu_s)
+		printf "%-8s %-6s %12s %12s %7s %14s %14s %7s %16s\n" "$win" "$u" "$t" "$d" \
 			"$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')" "$tc" "$dc" \
-			"$(echo "$tc $dc" | awk '{if ($1 > 0) printf "%.2f", $2/$1; else print "-"}')"
+			"$(echo "$tc $dc" | awk '{if ($1 > 0) printf "%.2f", $2/$1; else print "-"}')" "$kt/$kd"
 	done
 done
 c=$(grep "^cold-tern " "$TMP/results"); d=$(grep "^cold-dovecot " "$TMP/results")
