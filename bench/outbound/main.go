@@ -20,8 +20,10 @@
 // destination that refuses connections.
 //
 //	go build -o /tmp/outbound ./bench/outbound && /tmp/outbound -n 20000 -hold 100000
-//	/tmp/outbound -n 20000 -hold 0 -runs postfix,postfix-dkim,tern-smtp,tern-api
+//	/tmp/outbound -n 20000 -hold 0 -rounds 3     # medians of 3 rounds
 //	/tmp/outbound -n 20000 -hold 0 -dkim=false   # neither side signs
+//
+// bench/outbound/run.sh builds it and runs it under the shared bench lock.
 //
 // It must run as root (Postfix's master needs it) on a machine with the
 // Debian postfix, opendkim and opendkim-tools packages; it only uses
@@ -42,6 +44,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,6 +85,7 @@ type opts struct {
 	skipPostfix             bool
 	dkim                    bool
 	runs                    string
+	rounds                  int
 }
 
 func main() {
@@ -97,7 +101,8 @@ func main() {
 	flag.BoolVar(&o.skipPostfix, "skip-postfix", false, "do not run Postfix")
 	flag.BoolVar(&o.dkim, "dkim", true, "tern signs every message (Ed25519 + RSA-2048); the postfix run does not sign, postfix-dkim does")
 	flag.StringVar(&o.runs, "runs", "postfix,postfix-dkim,tern-smtp,tern-api", "which throughput runs to do")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the tern runs")
+	flag.IntVar(&o.rounds, "rounds", 1, "rounds of the throughput runs; medians are printed")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole bench process (the tern runs)")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -127,21 +132,6 @@ func main() {
 	for _, r := range strings.Split(o.runs, ",") {
 		runs[strings.TrimSpace(r)] = true
 	}
-	var pfRate, pfDKIMRate, smtpRate, apiRate float64
-	if !o.skipPostfix && runs["postfix"] {
-		pfRate, err = runPostfix(o, sink, false)
-		if err != nil {
-			fatalf("postfix: %v", err)
-		}
-		fmt.Printf("postfix    %6d msgs in %7.2fs  %8.0f msgs/s  (unsigned)\n", o.n, float64(o.n)/pfRate, pfRate)
-	}
-	if !o.skipPostfix && runs["postfix-dkim"] && o.dkim {
-		pfDKIMRate, err = runPostfix(o, sink, true)
-		if err != nil {
-			fatalf("postfix-dkim: %v", err)
-		}
-		fmt.Printf("postfix+od %6d msgs in %7.2fs  %8.0f msgs/s  (OpenDKIM: Ed25519 + RSA-2048)\n", o.n, float64(o.n)/pfDKIMRate, pfDKIMRate)
-	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -150,30 +140,43 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if runs["tern-smtp"] {
-		if smtpRate, err = runTern(o, sink, true); err != nil {
-			fatalf("tern-smtp: %v", err)
+	// Each round runs every system once, so the ratios compare runs made
+	// moments apart on the same (shared, noisy) machine; the summary
+	// gives the medians of the rates and of the per-round ratios.
+	rates := map[string][]float64{}
+	ratios := map[string][]float64{}
+	for round := 1; round <= o.rounds; round++ {
+		if o.rounds > 1 {
+			fmt.Printf("round %d of %d\n", round, o.rounds)
 		}
-		fmt.Printf("tern-smtp  %6d msgs in %7.2fs  %8.0f msgs/s  (dkim=%v)\n", o.n, float64(o.n)/smtpRate, smtpRate, o.dkim)
+		r, err := throughputRound(o, sink, runs)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		for k, v := range r {
+			rates[k] = append(rates[k], v)
+		}
+		for _, base := range []string{"postfix", "postfix-dkim"} {
+			for _, t := range []string{"tern-smtp", "tern-api"} {
+				if r[base] > 0 && r[t] > 0 {
+					name := t + "/" + base
+					ratios[name] = append(ratios[name], r[t]/r[base])
+					fmt.Printf("ratio %-23s %.2fx\n", name, r[t]/r[base])
+				}
+			}
+		}
 	}
-	if runs["tern-api"] {
-		if apiRate, err = runTern(o, sink, false); err != nil {
-			fatalf("tern-api: %v", err)
+	if o.rounds > 1 {
+		fmt.Printf("medians of %d rounds (n=%d, dkim=%v):\n", o.rounds, o.n, o.dkim)
+		for _, k := range []string{"postfix", "postfix-dkim", "tern-smtp", "tern-api"} {
+			if len(rates[k]) > 0 {
+				fmt.Printf("  %-13s %6.0f msgs/s  %v\n", k, median(rates[k]), rounded(rates[k]))
+			}
 		}
-		fmt.Printf("tern-api   %6d msgs in %7.2fs  %8.0f msgs/s  (dkim=%v)\n", o.n, float64(o.n)/apiRate, apiRate, o.dkim)
-	}
-	for _, base := range []struct {
-		name string
-		rate float64
-	}{{"postfix", pfRate}, {"postfix+opendkim", pfDKIMRate}} {
-		if base.rate == 0 {
-			continue
-		}
-		if smtpRate > 0 {
-			fmt.Printf("ratio tern-smtp/%s %.2fx\n", base.name, smtpRate/base.rate)
-		}
-		if apiRate > 0 {
-			fmt.Printf("ratio tern-api/%s %.2fx\n", base.name, apiRate/base.rate)
+		for _, k := range []string{"tern-smtp/postfix", "tern-api/postfix", "tern-smtp/postfix-dkim", "tern-api/postfix-dkim"} {
+			if len(ratios[k]) > 0 {
+				fmt.Printf("  %-23s %.2fx\n", k, median(ratios[k]))
+			}
 		}
 	}
 	if o.hold > 0 {
@@ -181,6 +184,59 @@ func main() {
 			fatalf("hold: %v", err)
 		}
 	}
+}
+
+// throughputRound runs each selected system once and returns the rates.
+func throughputRound(o opts, sink *sink, runs map[string]bool) (map[string]float64, error) {
+	r := map[string]float64{}
+	if !o.skipPostfix && runs["postfix"] {
+		rate, err := runPostfix(o, sink, false)
+		if err != nil {
+			return nil, fmt.Errorf("postfix: %w", err)
+		}
+		r["postfix"] = rate
+		fmt.Printf("postfix    %6d msgs in %7.2fs  %8.0f msgs/s  (unsigned)\n", o.n, float64(o.n)/rate, rate)
+	}
+	if !o.skipPostfix && runs["postfix-dkim"] && o.dkim {
+		rate, err := runPostfix(o, sink, true)
+		if err != nil {
+			return nil, fmt.Errorf("postfix-dkim: %w", err)
+		}
+		r["postfix-dkim"] = rate
+		fmt.Printf("postfix+od %6d msgs in %7.2fs  %8.0f msgs/s  (OpenDKIM: Ed25519 + RSA-2048)\n", o.n, float64(o.n)/rate, rate)
+	}
+	for _, t := range []struct {
+		name    string
+		viaSMTP bool
+	}{{"tern-smtp", true}, {"tern-api", false}} {
+		if !runs[t.name] {
+			continue
+		}
+		rate, err := runTern(o, sink, t.viaSMTP)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.name, err)
+		}
+		r[t.name] = rate
+		fmt.Printf("%-10s %6d msgs in %7.2fs  %8.0f msgs/s  (dkim=%v)\n", t.name, o.n, float64(o.n)/rate, rate, o.dkim)
+	}
+	return r, nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func rounded(v []float64) []int {
+	var out []int
+	for _, x := range v {
+		out = append(out, int(x+0.5))
+	}
+	return out
 }
 
 // sink runs smtp-sink with its running counter and parses "mesg=N".
