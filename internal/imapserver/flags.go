@@ -183,7 +183,7 @@ func (s *session) cmdAppend(cmd *imap.Command) reply {
 			date = time.Now()
 		}
 		d, err := s.srv.cfg.Store.Append(s.ctx, store.AppendRequest{
-			AccountID: s.acct.ID, MailboxID: mb.ID, Body: bytes.NewReader(m.Data),
+			AccountID: s.acct.ID, MailboxID: mb.ID, Body: bytes.NewReader(appendBody(&m)),
 			Flags: m.Flags, InternalDate: date,
 		})
 		if err != nil {
