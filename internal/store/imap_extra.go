@@ -4,10 +4,12 @@ package store
 // decoding of the stored structure for FETCH and SEARCH.
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tern-mail/tern/internal/message"
@@ -131,13 +133,25 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 	return rows.Err()
 }
 
+// flagChangesQuery has no ORDER BY: sorting by UID makes SQLite walk the
+// (mailbox_id, uid) index over the whole mailbox instead of the few
+// entries above modseq in (mailbox_id, modseq); the rows are sorted after.
+const flagChangesQuery = `SELECT uid, modseq, flags, 0 FROM messages WHERE mailbox_id = ?1 AND modseq > ?2
+	UNION ALL SELECT uid, modseq, '', 1 FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2`
+
 // FlagChangesSince is ChangesSince for a session's update check, in one
-// query: changed holds only UID, ModSeq and Flags (shared flag lists, as
-// in MessageFlags), sorted by UID; vanished the UIDs expunged after
-// modseq, sorted.
+// query that reads only the entries above modseq: changed holds only UID,
+// ModSeq and Flags (shared flag lists, as in MessageFlags), sorted by
+// UID; vanished the UIDs expunged after modseq, sorted.
 func (s *Store) FlagChangesSince(ctx context.Context, mailboxID int64, modseq uint64) (changed []MessageInfo, vanished []uint32, err error) {
-	rows, err := s.query(ctx, `SELECT uid, modseq, flags, 0 FROM messages WHERE mailbox_id = ?1 AND modseq > ?2
-		UNION ALL SELECT uid, modseq, '', 1 FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid`, mailboxID, modseq)
+	changed, vanished, err = s.flagChanges(ctx, mailboxID, modseq)
+	slices.SortFunc(changed, func(a, b MessageInfo) int { return cmp.Compare(a.UID, b.UID) })
+	slices.Sort(vanished)
+	return changed, vanished, err
+}
+
+func (s *Store) flagChanges(ctx context.Context, mailboxID int64, modseq uint64) (changed []MessageInfo, vanished []uint32, err error) {
+	rows, err := s.query(ctx, flagChangesQuery, mailboxID, modseq)
 	if err != nil {
 		return nil, nil, err
 	}

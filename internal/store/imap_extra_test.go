@@ -75,10 +75,9 @@ func TestMessageFlagsAndParsedSome(t *testing.T) {
 	}
 }
 
-// TestMessageFlagsPlan: the flags listing reads an index alone.
-func TestMessageFlagsPlan(t *testing.T) {
-	s := openTest(t)
-	rows, err := s.db.Query("EXPLAIN QUERY PLAN SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", 1, 1, 10)
+func queryPlan(t *testing.T, s *Store, query string, args ...any) string {
+	t.Helper()
+	rows, err := s.db.Query("EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +91,20 @@ func TestMessageFlagsPlan(t *testing.T) {
 		}
 		plan = append(plan, detail)
 	}
-	p := strings.Join(plan, "; ")
+	return strings.Join(plan, "; ")
+}
+
+// TestIMAPQueryPlans: the flags listing reads an index alone, and the
+// update check reads the modseq indexes, never the whole mailbox.
+func TestIMAPQueryPlans(t *testing.T) {
+	s := openTest(t)
+	p := queryPlan(t, s, "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", 1, 1, 10)
 	if !strings.Contains(p, "COVERING INDEX") || strings.Contains(p, "TEMP B-TREE") {
-		t.Errorf("plan %q: want a covering index scan without a sort", p)
+		t.Errorf("flags plan %q: want a covering index scan without a sort", p)
+	}
+	p = queryPlan(t, s, flagChangesQuery, 1, 10)
+	if !strings.Contains(p, "messages_modseq (mailbox_id=? AND modseq>?)") || !strings.Contains(p, "tombstones_modseq (mailbox_id=? AND modseq>?)") {
+		t.Errorf("changes plan %q: want both modseq indexes", p)
 	}
 }
 
