@@ -12,7 +12,7 @@
 # Measured 2026-11-22 (shared 2-core VM), N=1000000: SELECT 4-6 ms,
 # UID FETCH 1:* (FLAGS) 1.7 s (was 4.1 s), SEARCH HEADER Subject 1.9 s
 # (was 23 s), SEARCH SUBJECT 1.8 s; server RSS 24 MiB after the queries,
-# peak 53 MiB (during the import).
+# peak 53 MiB.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-1000000}
