@@ -13,12 +13,13 @@
 # Everything runs on 127.0.0.1 high ports, in a temporary directory.
 #
 # Measured 2026-11-22, shared 2-core VM (load average 4-17 from other
-# jobs; single rounds move by +-30%), ROUNDS=3 DURATION=15s, medians:
+# jobs; single rounds move by +-30%), ROUNDS=3 DURATION=15s IDLE_CONNS=0,
+# medians:
 #   clients logout  tern cmd/s  dovecot cmd/s  ratio
-#   10      yes     4814        736            6.54x
-#   10      no      5176        4359           1.19x
-#   50      yes     6944        1274           5.45x
-#   50      no      4313        2475           1.74x
+#   10      yes     5944        1319           4.51x
+#   10      no      5544        4458           1.24x
+#   50      yes     7496        1312           5.71x
+#   50      no      5844        3847           1.52x
 # Without logouts tern is bound by its one store writer (5 of the 10
 # commands of a loop write): about half the server's CPU is in write
 # transactions, a third of that in preparing SQL statements inside them.
