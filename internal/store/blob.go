@@ -259,12 +259,12 @@ func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 	}
 	var refs int
 	var file bool
-	err := tx.QueryRowContext(ctx, "UPDATE blobs SET refs = refs + ? WHERE id = ? RETURNING refs, NOT inline", delta, b.ID).Scan(&refs, &file)
+	err := s.txQueryRow(ctx, tx, "UPDATE blobs SET refs = refs + ? WHERE id = ? RETURNING refs, NOT inline", delta, b.ID).Scan(&refs, &file)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", b.ID, err)
 	}
 	if refs <= 0 {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM blobs WHERE id = ?", b.ID); err != nil {
+		if _, err := s.txExec(ctx, tx, "DELETE FROM blobs WHERE id = ?", b.ID); err != nil {
 			return err
 		}
 		if file && s.cur != nil {

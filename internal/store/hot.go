@@ -70,6 +70,48 @@ func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// txStmt binds the writer connection's prepared statement for query to
+// tx (the reuse hotStmts have, for statements named where they are used).
+// The writer connection is busy with tx, so a statement not prepared yet
+// is only noted: the writer prepares it before its next transaction
+// (prepareNoted), and this use runs unprepared (nil).
+func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	if st, ok := s.writes.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt))
+	}
+	s.unprepared.Store(query, true)
+	return nil
+}
+
+// prepareNoted prepares the statements txStmt asked for; the writer calls
+// it between transactions, when the connection is free.
+func (s *Store) prepareNoted() {
+	s.unprepared.Range(func(k, _ any) bool {
+		q := k.(string)
+		s.unprepared.Delete(q)
+		if st, err := s.wdb.Prepare(q); err == nil {
+			s.writes.Store(q, st)
+		}
+		return true
+	})
+}
+
+// txExec runs a write in tx through the writer's statement cache.
+func (s *Store) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st := s.txStmt(ctx, tx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+// txQueryRow is txExec for a statement returning one row.
+func (s *Store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st := s.txStmt(ctx, tx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
+}
+
 // query runs a read through a cached prepared statement.
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	st, err := s.readStmt(ctx, query)

@@ -130,12 +130,12 @@ func boolInt(b bool) int {
 // nextModSeq raises an account's modseq counter and the mailbox's highest
 // modseq, returning the new value (RFC 7162 §3.1.1: one counter serves
 // every mailbox of the account, so values never repeat).
-func nextModSeq(ctx context.Context, tx *sql.Tx, accountID, mailboxID int64) (uint64, error) {
+func (s *Store) nextModSeq(ctx context.Context, tx *sql.Tx, accountID, mailboxID int64) (uint64, error) {
 	var m uint64
-	if err := tx.QueryRowContext(ctx, "UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq", accountID).Scan(&m); err != nil {
+	if err := s.txQueryRow(ctx, tx, "UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq", accountID).Scan(&m); err != nil {
 		return 0, err
 	}
-	_, err := tx.ExecContext(ctx, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", m, mailboxID)
+	_, err := s.txExec(ctx, tx, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", m, mailboxID)
 	return m, err
 }
 
@@ -246,7 +246,7 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 	if err != nil {
 		return r, err
 	}
-	if err := refundOverQuota(ctx, tx, t.AccountID, size, quota, used, d.IgnoreQuota); err != nil {
+	if err := s.refundOverQuota(ctx, tx, t.AccountID, size, quota, used, d.IgnoreQuota); err != nil {
 		return r, err
 	}
 	if _, err := tx.StmtContext(ctx, s.hot.bumpMailbox).ExecContext(ctx, modseq, id); err != nil {
@@ -269,23 +269,23 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 
 // chargeQuota adds size bytes to an account's usage, failing with
 // ErrOverQuota if that crosses its quota (unless ignore).
-func chargeQuota(ctx context.Context, tx *sql.Tx, accountID, size int64, ignore bool) error {
+func (s *Store) chargeQuota(ctx context.Context, tx *sql.Tx, accountID, size int64, ignore bool) error {
 	var quota, used int64
-	err := tx.QueryRowContext(ctx, "UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING quota_bytes, used_bytes", size, accountID).Scan(&quota, &used)
+	err := s.txQueryRow(ctx, tx, "UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING quota_bytes, used_bytes", size, accountID).Scan(&quota, &used)
 	if err != nil {
 		return err
 	}
-	return refundOverQuota(ctx, tx, accountID, size, quota, used, ignore)
+	return s.refundOverQuota(ctx, tx, accountID, size, quota, used, ignore)
 }
 
 // refundOverQuota takes back a charge of size bytes that brought an
 // account's usage to used, over its quota, and fails with ErrOverQuota
 // (unless ignore). Growing within the quota, or shrinking, passes.
-func refundOverQuota(ctx context.Context, tx *sql.Tx, accountID, size, quota, used int64, ignore bool) error {
+func (s *Store) refundOverQuota(ctx context.Context, tx *sql.Tx, accountID, size, quota, used int64, ignore bool) error {
 	if ignore || quota <= 0 || used <= quota || size <= 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", size, accountID); err != nil {
+	if _, err := s.txExec(ctx, tx, "UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?", size, accountID); err != nil {
 		return err
 	}
 	return fmt.Errorf("account %d: %w", accountID, ErrOverQuota)
@@ -481,9 +481,9 @@ func (s *Store) infosByUIDs(ctx context.Context, tx *sql.Tx, mailboxID int64, ui
 	return out, nil
 }
 
-func mailboxAccount(ctx context.Context, tx *sql.Tx, mailboxID int64) (int64, error) {
+func (s *Store) mailboxAccount(ctx context.Context, tx *sql.Tx, mailboxID int64) (int64, error) {
 	var acct int64
-	err := tx.QueryRowContext(ctx, "SELECT account_id FROM mailboxes WHERE id = ?", mailboxID).Scan(&acct)
+	err := s.txQueryRow(ctx, tx, "SELECT account_id FROM mailboxes WHERE id = ?", mailboxID).Scan(&acct)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("mailbox %d: %w", mailboxID, ErrNotFound)
 	}
@@ -514,7 +514,7 @@ func applyFlags(cur []string, u FlagUpdate) []string {
 func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) (updated []MessageInfo, failed []uint32, err error) {
 	err = s.updateLazy(ctx, func(tx *sql.Tx) error {
 		updated, failed = nil, nil
-		acct, err := mailboxAccount(ctx, tx, mailboxID)
+		acct, err := s.mailboxAccount(ctx, tx, mailboxID)
 		if err != nil {
 			return err
 		}
@@ -537,7 +537,7 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 			nf := applyFlags(m.Flags, u)
 			if strings.Join(nf, " ") != strings.Join(m.Flags, " ") {
 				if modseq == 0 {
-					if modseq, err = nextModSeq(ctx, tx, acct, mailboxID); err != nil {
+					if modseq, err = s.nextModSeq(ctx, tx, acct, mailboxID); err != nil {
 						return err
 					}
 					stmt, err = tx.PrepareContext(ctx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?")
@@ -568,7 +568,7 @@ func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]
 	var removed []uint32
 	err := s.updateLazy(ctx, func(tx *sql.Tx) error {
 		removed = nil
-		acct, err := mailboxAccount(ctx, tx, mailboxID)
+		acct, err := s.mailboxAccount(ctx, tx, mailboxID)
 		if err != nil {
 			return err
 		}
@@ -588,17 +588,17 @@ func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]
 }
 
 func (s *Store) expungeInfos(ctx context.Context, tx *sql.Tx, acct, mailboxID int64, infos []MessageInfo) ([]uint32, error) {
-	modseq, err := nextModSeq(ctx, tx, acct, mailboxID)
+	modseq, err := s.nextModSeq(ctx, tx, acct, mailboxID)
 	if err != nil {
 		return nil, err
 	}
 	removed := make([]uint32, 0, len(infos))
 	var size int64
 	for _, m := range infos {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, m.UID); err != nil {
+		if _, err := s.txExec(ctx, tx, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, m.UID); err != nil {
 			return nil, err
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO tombstones(mailbox_id, uid, modseq) VALUES(?, ?, ?)", mailboxID, m.UID, modseq); err != nil {
+		if _, err := s.txExec(ctx, tx, "INSERT OR REPLACE INTO tombstones(mailbox_id, uid, modseq) VALUES(?, ?, ?)", mailboxID, m.UID, modseq); err != nil {
 			return nil, err
 		}
 		if err := s.refBlob(tx, Blob{ID: m.BlobID}, -1); err != nil {
@@ -607,7 +607,7 @@ func (s *Store) expungeInfos(ctx context.Context, tx *sql.Tx, acct, mailboxID in
 		size += m.Size
 		removed = append(removed, m.UID)
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE accounts SET used_bytes = max(0, used_bytes - ?) WHERE id = ?", size, acct); err != nil {
+	if _, err := s.txExec(ctx, tx, "UPDATE accounts SET used_bytes = max(0, used_bytes - ?) WHERE id = ?", size, acct); err != nil {
 		return nil, err
 	}
 	s.touch(acct)
@@ -664,13 +664,13 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 	var pairs []UIDPair
 	err := s.update(ctx, func(tx *sql.Tx) error {
 		pairs = nil
-		acct, err := mailboxAccount(ctx, tx, src)
+		acct, err := s.mailboxAccount(ctx, tx, src)
 		if err != nil {
 			return err
 		}
 		var dstAcct int64
 		var uidNext uint32
-		err = tx.QueryRowContext(ctx, "SELECT account_id, uidvalidity, uidnext FROM mailboxes WHERE id = ?", dst).Scan(&dstAcct, &uv, &uidNext)
+		err = s.txQueryRow(ctx, tx, "SELECT account_id, uidvalidity, uidnext FROM mailboxes WHERE id = ?", dst).Scan(&dstAcct, &uv, &uidNext)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && dstAcct != acct {
 			return fmt.Errorf("mailbox %d: %w", dst, ErrNotFound)
 		} else if err != nil {
@@ -680,34 +680,34 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 		if err != nil || len(infos) == 0 {
 			return err
 		}
-		modseq, err := nextModSeq(ctx, tx, acct, dst)
+		modseq, err := s.nextModSeq(ctx, tx, acct, dst)
 		if err != nil {
 			return err
 		}
 		var size int64
 		for _, m := range infos {
 			var srcID, dstID int64
-			err := tx.QueryRowContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
+			err := s.txQueryRow(ctx, tx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
 				SELECT ?, ?, ?, flags, seen, deleted, internal_date, size, blob_id, digest FROM messages WHERE mailbox_id = ? AND uid = ?
 				RETURNING id, (SELECT id FROM messages WHERE mailbox_id = ? AND uid = ?)`,
 				dst, uidNext, modseq, src, m.UID, src, m.UID).Scan(&dstID, &srcID)
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, "INSERT INTO message_meta(message_id, meta) SELECT ?, meta FROM message_meta WHERE message_id = ?", dstID, srcID); err != nil {
+			if _, err := s.txExec(ctx, tx, "INSERT INTO message_meta(message_id, meta) SELECT ?, meta FROM message_meta WHERE message_id = ?", dstID, srcID); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE blobs SET refs = refs + 1 WHERE id = ?", m.BlobID); err != nil {
+			if _, err := s.txExec(ctx, tx, "UPDATE blobs SET refs = refs + 1 WHERE id = ?", m.BlobID); err != nil {
 				return err
 			}
 			pairs = append(pairs, UIDPair{Src: m.UID, Dst: uidNext})
 			uidNext++
 			size += m.Size
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE mailboxes SET uidnext = ? WHERE id = ?", uidNext, dst); err != nil {
+		if _, err := s.txExec(ctx, tx, "UPDATE mailboxes SET uidnext = ? WHERE id = ?", uidNext, dst); err != nil {
 			return err
 		}
-		if err := chargeQuota(ctx, tx, acct, size, move); err != nil {
+		if err := s.chargeQuota(ctx, tx, acct, size, move); err != nil {
 			return err
 		}
 		s.touch(acct)

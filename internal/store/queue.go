@@ -92,7 +92,7 @@ func (s *Store) QueueAdd(ctx context.Context, e *QueueEntry) (int64, error) {
 		if err := s.refBlob(tx, e.Blob, 1); err != nil {
 			return err
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO queue(account_id, sender, env_id, ret, require_tls, blob_id, size, digest, created, next_attempt, attempts, last_error, rcpts)
+		return s.txQueryRow(ctx, tx, `INSERT INTO queue(account_id, sender, env_id, ret, require_tls, blob_id, size, digest, created, next_attempt, attempts, last_error, rcpts)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			e.AccountID, e.From, e.EnvID, e.Ret, e.RequireTLS, e.Blob.ID, e.Blob.Size, e.Blob.Digest,
 			e.Created.UnixNano(), e.NextAttempt.UnixNano(), e.Attempts, e.LastError, string(rcpts)).Scan(&id)
@@ -220,7 +220,7 @@ func (s *Store) QueueUpdate(ctx context.Context, e *QueueEntry) error {
 		if len(e.DKIM) > 0 {
 			dkim = e.DKIM
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE queue SET next_attempt = ?, attempts = ?, last_error = ?, rcpts = ?, dkim = ? WHERE id = ?`,
+		res, err := s.txExec(ctx, tx, `UPDATE queue SET next_attempt = ?, attempts = ?, last_error = ?, rcpts = ?, dkim = ? WHERE id = ?`,
 			e.NextAttempt.UnixNano(), e.Attempts, e.LastError, string(rcpts), dkim, e.ID)
 		if err != nil {
 			return err
@@ -234,7 +234,7 @@ func (s *Store) QueueUpdate(ctx context.Context, e *QueueEntry) error {
 
 func (s *Store) queueDelete(ctx context.Context, tx *sql.Tx, id int64) error {
 	var b Blob
-	err := tx.QueryRowContext(ctx, `DELETE FROM queue WHERE id = ? RETURNING blob_id, size`, id).Scan(&b.ID, &b.Size)
+	err := s.txQueryRow(ctx, tx, `DELETE FROM queue WHERE id = ? RETURNING blob_id, size`, id).Scan(&b.ID, &b.Size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("queue %d: %w", id, ErrNotFound)
 	}

@@ -39,12 +39,12 @@ func (s *Store) SentToday(ctx context.Context, accountID int64, now time.Time) (
 func (s *Store) CountSent(ctx context.Context, accountID int64, now time.Time, n int) error {
 	h := hourOf(now)
 	return s.updateLazy(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO send_counts(account_id, hour, n) VALUES(?1, ?2, ?3)
+		_, err := s.txExec(ctx, tx, `INSERT INTO send_counts(account_id, hour, n) VALUES(?1, ?2, ?3)
 			ON CONFLICT(account_id, hour) DO UPDATE SET n = n + ?3`, accountID, h, n)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, "DELETE FROM send_counts WHERE account_id = ? AND hour <= ?", accountID, h-sendWindow)
+		_, err = s.txExec(ctx, tx, "DELETE FROM send_counts WHERE account_id = ? AND hour <= ?", accountID, h-sendWindow)
 		return err
 	})
 }

@@ -51,15 +51,17 @@ type Store struct {
 	wdb     *sql.DB // the one writer connection
 	log     *slog.Logger
 
-	reqs     chan *writeReq
-	stop     chan struct{}
-	stopped  chan struct{}
-	maxBatch int
-	cur      *batch // owned by the writer goroutine
-	lazyMode bool   // synchronous=NORMAL is set on the writer connection
-	hot      hotStmts
-	pending  pendingBlobs
-	reads    sync.Map // query -> *sql.Stmt on db
+	reqs       chan *writeReq
+	stop       chan struct{}
+	stopped    chan struct{}
+	maxBatch   int
+	cur        *batch // owned by the writer goroutine
+	lazyMode   bool   // synchronous=NORMAL is set on the writer connection
+	hot        hotStmts
+	pending    pendingBlobs
+	reads      sync.Map // query -> *sql.Stmt on db
+	writes     sync.Map // query -> *sql.Stmt on wdb (see txStmt)
+	unprepared sync.Map // queries txStmt met before they were prepared
 
 	stats struct{ batches, writes, nanos atomic.Int64 }
 

@@ -83,6 +83,7 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
+		s.prepareNoted()
 		s.commitBatch(reqs)
 	}
 }
@@ -129,7 +130,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			errs[i] = err
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		if _, err := s.txExec(ctx, tx, "SAVEPOINT w"); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
@@ -139,13 +140,13 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		if errs[i] == nil {
 			b.inlined = append(b.inlined, b.reqInlined...)
 		} else {
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+			if _, err := s.txExec(ctx, tx, "ROLLBACK TO w"); err != nil {
 				tx.Rollback()
 				fail(err)
 				return
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+		if _, err := s.txExec(ctx, tx, "RELEASE w"); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
