@@ -1,12 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -359,10 +361,13 @@ const infoCols = "uid, modseq, flags, internal_date, size, blob_id"
 func scanInfo(r scanner) (MessageInfo, error) {
 	var m MessageInfo
 	var flags string
-	var date int64
-	if err := r.Scan(&m.UID, &m.ModSeq, &flags, &date, &m.Size, &m.BlobID); err != nil {
+	// Integers scan into int64: database/sql converts any other integer
+	// destination through a string.
+	var uid, modseq, date int64
+	if err := r.Scan(&uid, &modseq, &flags, &date, &m.Size, &m.BlobID); err != nil {
 		return m, err
 	}
+	m.UID, m.ModSeq = uint32(uid), uint64(modseq)
 	if flags != "" {
 		m.Flags = strings.Split(flags, " ")
 	}
@@ -523,12 +528,6 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 			return err
 		}
 		var modseq uint64
-		var stmt *sql.Stmt
-		defer func() {
-			if stmt != nil {
-				stmt.Close()
-			}
-		}()
 		for _, m := range infos {
 			if u.UnchangedSince > 0 && m.ModSeq > u.UnchangedSince {
 				failed = append(failed, m.UID)
@@ -540,12 +539,8 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 					if modseq, err = s.nextModSeq(ctx, tx, acct, mailboxID); err != nil {
 						return err
 					}
-					stmt, err = tx.PrepareContext(ctx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?")
-					if err != nil {
-						return err
-					}
 				}
-				_, err := stmt.ExecContext(ctx, strings.Join(nf, " "), boolInt(hasFlag(nf, `\Seen`)), boolInt(hasFlag(nf, `\Deleted`)), modseq, mailboxID, m.UID)
+				_, err := s.txExec(ctx, tx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?", strings.Join(nf, " "), boolInt(hasFlag(nf, `\Seen`)), boolInt(hasFlag(nf, `\Deleted`)), modseq, mailboxID, m.UID)
 				if err != nil {
 					return err
 				}
@@ -722,22 +717,26 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 // ChangesSince returns the messages whose modseq is above modseq and the
 // UIDs expunged after it (RFC 7162 CHANGEDSINCE and VANISHED).
 func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64) ([]MessageInfo, []uint32, error) {
-	changed, err := s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, modseq)
+	// No ORDER BY: SQLite would walk the mailbox's whole uid index
+	// instead of the modseq one; the few changes are sorted here.
+	changed, err := s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND modseq > ?", mailboxID, modseq)
 	if err != nil {
 		return nil, nil, err
 	}
-	rows, err := s.query(ctx, "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, modseq)
+	slices.SortFunc(changed, func(a, b MessageInfo) int { return cmp.Compare(a.UID, b.UID) })
+	rows, err := s.query(ctx, "SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ?", mailboxID, modseq)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer rows.Close()
 	var vanished []uint32
 	for rows.Next() {
-		var uid uint32
+		var uid int64
 		if err := rows.Scan(&uid); err != nil {
 			return nil, nil, err
 		}
-		vanished = append(vanished, uid)
+		vanished = append(vanished, uint32(uid))
 	}
+	slices.Sort(vanished)
 	return changed, vanished, rows.Err()
 }
