@@ -112,23 +112,12 @@ func bigQuery(args []string) error {
 		}
 	}
 	if *pid != 0 {
-		fmt.Printf("big: server RSS %d KiB after login, %d KiB after the queries; peak %d KiB\n", rss0, rssKiB(*pid), hwmKiB(*pid))
+		rss := rssKiB(*pid)
+		// The store's readers map the database file: pages they touched
+		// count in RSS as file pages (page cache), apart from the
+		// process's own (anonymous) memory.
+		fmt.Printf("big: server RSS %d KiB after login, %d KiB after the queries (own memory %d KiB, mapped database pages %d KiB); peak %d KiB\n",
+			rss0, rss, statusKiB(*pid, "RssAnon"), statusKiB(*pid, "RssFile"), statusKiB(*pid, "VmHWM"))
 	}
 	return c.cmd("LOGOUT")
-}
-
-// hwmKiB reads a process's peak resident set size.
-func hwmKiB(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			var n int
-			fmt.Sscan(strings.Fields(l)[1], &n)
-			return n
-		}
-	}
-	return 0
 }

@@ -172,13 +172,18 @@ func rssKiB(pid int) int {
 		p.Signal(syscall.SIGUSR1)
 		time.Sleep(2 * time.Second)
 	}
+	return statusKiB(pid, "VmRSS")
+}
+
+// statusKiB reads one KiB figure (VmRSS, VmHWM, RssAnon, RssFile) of
+// /proc/PID/status.
+func statusKiB(pid int, key string) int {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == key+":" {
 			n, _ := strconv.Atoi(f[1])
 			return n
 		}

@@ -86,13 +86,18 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 	// RFC-free but important: WAL for concurrent readers; synchronous=FULL
 	// so that a commit is on disk when it returns; busy_timeout so that the
 	// CLI and the server wait for each other instead of failing.
-	base := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(ON)"
+	// temp_store=MEMORY keeps statement journals and sort b-trees out of
+	// temporary files (a multi-row UPDATE inside a write's savepoint
+	// journals every row). Readers map the file: a page read is then a
+	// memory access, not a pread and a copy (SQLite reads the WAL as
+	// before, so this is safe with the writer).
+	base := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)"
 	wdb, err := sql.Open("sqlite", base+"&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
 	wdb.SetMaxOpenConns(1)
-	db, err := sql.Open("sqlite", base)
+	db, err := sql.Open("sqlite", base+"&_pragma=mmap_size(1073741824)")
 	if err != nil {
 		wdb.Close()
 		return nil, err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -489,5 +490,26 @@ func TestMigrateMetaOut(t *testing.T) {
 	p, err := s2.Parsed(ctx, 1, 1)
 	if err != nil || p.Envelope.Subject != "kept" {
 		t.Fatalf("after migration: %+v %v", p, err)
+	}
+}
+
+// The connection settings Open asks for are in force.
+func TestConnectionPragmas(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		db     *sql.DB
+		pragma string
+		want   int64
+	}{
+		{s.db, "mmap_size", 1 << 30},
+		{s.db, "temp_store", 2},
+		{s.wdb, "temp_store", 2},
+		{s.wdb, "synchronous", 2},
+	} {
+		var got int64
+		if err := tc.db.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil || got != tc.want {
+			t.Errorf("PRAGMA %s = %d (%v), want %d", tc.pragma, got, err, tc.want)
+		}
 	}
 }
