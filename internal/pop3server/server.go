@@ -18,12 +18,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tern-mail/tern/internal/account"
+	"github.com/tern-mail/tern/internal/sessions"
 	"github.com/tern-mail/tern/internal/store"
 )
 
@@ -61,26 +60,20 @@ type Config struct {
 // Server is a POP3 server. It is safe for concurrent use; one Server may
 // serve several listeners.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	sess *sessions.Set
 
-	nextID   atomic.Uint64
-	shutting atomic.Bool
-	wg       sync.WaitGroup
-
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	perIP     map[string]int
-	inUse     map[int64]bool // accounts with a session in TRANSACTION state
+	mu    sync.Mutex
+	inUse map[int64]bool // accounts with a session in TRANSACTION state
+	// readAhead is the stored bytes a session reads ahead in one query
+	// during a sequential download (see readAhead).
+	readAhead int
 
 	sizes *sizeCache
 	// seenBatch is how many \Seen marks wait before one store write:
 	// marking every RETR separately would cost a commit per message.
 	seenBatch int
-	// readAhead is the stored bytes a session reads ahead in one query
-	// during a sequential download (see readAhead).
-	readAhead int
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -109,11 +102,40 @@ func New(cfg Config) *Server {
 	if cfg.MaxLineLength < 255 {
 		cfg.MaxLineLength = 1024
 	}
-	return &Server{
-		cfg: cfg, log: cfg.Logger,
-		listeners: map[net.Listener]struct{}{}, sessions: map[*session]struct{}{},
-		perIP: map[string]int{}, inUse: map[int64]bool{},
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, inUse: map[int64]bool{},
 		sizes: newSizeCache(1 << 18), seenBatch: 500, readAhead: readAheadBytes,
+	}
+	s.sess = sessions.New(sessions.Config{
+		New: func(c net.Conn, id uint64, implicitTLS bool) sessions.Session {
+			return &served{newSession(s, c, id), implicitTLS}
+		},
+		Refuse:   refuse,
+		MaxPerIP: cfg.MaxConnsPerIP,
+		Logger:   cfg.Logger.With("proto", "pop3"),
+	})
+	return s
+}
+
+// served adapts a session to the sessions package.
+type served struct {
+	*session
+	implicitTLS bool
+}
+
+func (ss *served) Serve() {
+	defer ss.close()
+	ss.run(ss.implicitTLS)
+}
+
+func (ss *served) Interrupt() { ss.interrupt() }
+func (ss *served) Close()     { ss.conn().Close() }
+
+// refuse answers a connection over the per-address cap (in clear only: a
+// TLS client would not understand it).
+func refuse(c net.Conn, implicitTLS bool) {
+	if !implicitTLS {
+		fmt.Fprintf(c, "-ERR [SYS/TEMP] too many connections from your address\r\n")
 	}
 }
 
@@ -130,83 +152,11 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.shutting.Load() {
-		s.mu.Unlock()
+	err := s.sess.Serve(l, implicitTLS)
+	if errors.Is(err, sessions.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.shutting.Load() {
-				return ErrServerClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			// Anything else (EMFILE, ECONNABORTED) is worth a retry.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("pop3: accept failed, retrying", "err", err, "delay", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		s.start(c, implicitTLS)
-	}
-}
-
-func (s *Server) start(c net.Conn, implicitTLS bool) {
-	ip := remoteIP(c)
-	s.mu.Lock()
-	if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
-		s.mu.Unlock()
-		s.log.Warn("pop3: too many connections", "remote", ip)
-		if !implicitTLS {
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "-ERR [SYS/TEMP] too many connections from your address\r\n")
-		}
-		c.Close()
-		return
-	}
-	s.perIP[ip]++
-	id := s.nextID.Add(1)
-	ss := newSession(s, c, id)
-	s.sessions[ss] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.sessions, ss)
-			if s.perIP[ip]--; s.perIP[ip] <= 0 {
-				delete(s.perIP, ip)
-			}
-			s.mu.Unlock()
-		}()
-		defer func() {
-			if r := recover(); r != nil {
-				ss.log.Error("pop3: panic in session", "panic", r, "stack", string(debug.Stack()))
-			}
-			ss.close()
-		}()
-		ss.run(implicitTLS)
-	}()
-}
-
-func remoteIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	return c.RemoteAddr().String()
+	return err
 }
 
 // lock marks an account busy; false if another session holds it (RFC
@@ -230,31 +180,4 @@ func (s *Server) unlock(accountID int64) {
 // Shutdown stops accepting, interrupts sessions waiting for a command
 // (they end without deleting anything, as a dropped connection would), and
 // waits for sessions to finish or ctx to expire, then closes the rest.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutting.Store(true)
-	s.mu.Lock()
-	for l := range s.listeners {
-		l.Close()
-	}
-	for ss := range s.sessions {
-		ss.interrupt()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for ss := range s.sessions {
-			ss.conn().Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return ctx.Err()
-	}
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.sess.Shutdown(ctx) }
