@@ -134,12 +134,6 @@ func newSession(srv *Server, c net.Conn, id uint64) *session {
 	return s
 }
 
-// shutdown asks the session to say BYE and close at its next read.
-func (s *session) shutdown() {
-	s.closing.Store(true)
-	s.conn.SetReadDeadline(time.Now())
-}
-
 // setReadDeadline sets the next read's deadline, unless Shutdown has
 // already asked for an immediate one (checked after setting, so a
 // concurrent Shutdown is never overwritten).

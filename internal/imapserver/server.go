@@ -12,11 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tern-mail/tern/internal/account"
 	"github.com/tern-mail/tern/internal/imap"
+	"github.com/tern-mail/tern/internal/sessions"
 	"github.com/tern-mail/tern/internal/store"
 )
 
@@ -56,17 +56,12 @@ type Config struct {
 // Server is an IMAP server. Create it with New; it can serve several
 // listeners at once.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	sess *sessions.Set
 
-	mu        sync.Mutex
-	listeners map[net.Listener]bool
-	conns     map[*session]bool
-	perIP     map[string]int
-	perUser   map[int64]int
-	nextID    uint64
-	closing   bool
-	wg        sync.WaitGroup
+	mu      sync.Mutex
+	perUser map[int64]int
 }
 
 // New returns a Server for cfg, filling in defaults.
@@ -107,12 +102,38 @@ func New(cfg Config) *Server {
 	if cfg.Limits.MaxCommand < cfg.Limits.MaxLiteral+1<<20 {
 		cfg.Limits.MaxCommand = cfg.Limits.MaxLiteral + 1<<20
 	}
-	return &Server{
-		cfg: cfg, log: cfg.Logger.With("proto", "imap"),
-		listeners: map[net.Listener]bool{}, conns: map[*session]bool{},
-		perIP: map[string]int{}, perUser: map[int64]int{},
-	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("proto", "imap"), perUser: map[int64]int{}}
+	s.sess = sessions.New(sessions.Config{
+		New: func(c net.Conn, id uint64, implicitTLS bool) sessions.Session {
+			return &served{newSession(s, c, id), c, implicitTLS}
+		},
+		Refuse: func(c net.Conn, implicitTLS bool) {
+			c.Write([]byte("* BYE [UNAVAILABLE] Too many connections from your address\r\n"))
+		},
+		MaxPerIP: cfg.MaxConnsPerIP,
+		Logger:   s.log,
+	})
+	return s
 }
+
+// served adapts a session to the sessions package. raw is the accepted
+// connection, under any TLS layer the session puts on it.
+type served struct {
+	*session
+	raw         net.Conn
+	implicitTLS bool
+}
+
+func (ss *served) Serve() { ss.run(ss.implicitTLS) }
+
+// Interrupt makes the session say BYE at its next command boundary, or at
+// once when it waits for a command.
+func (ss *served) Interrupt() {
+	ss.closing.Store(true)
+	ss.raw.SetReadDeadline(time.Now())
+}
+
+func (ss *served) Close() { ss.raw.Close() }
 
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("imapserver: server closed")
@@ -130,71 +151,11 @@ func (s *Server) ServeTLS(l net.Listener) error {
 }
 
 func (s *Server) serve(l net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	err := s.sess.Serve(l, implicitTLS)
+	if errors.Is(err, sessions.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept", "err", err, "retry", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		s.startConn(c, implicitTLS)
-	}
-}
-
-func (s *Server) startConn(c net.Conn, implicitTLS bool) {
-	ip := remoteIP(c.RemoteAddr())
-	s.mu.Lock()
-	if s.closing || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
-		s.mu.Unlock()
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		c.Write([]byte("* BYE [UNAVAILABLE] Too many connections from your address\r\n"))
-		c.Close()
-		return
-	}
-	s.perIP[ip]++
-	s.nextID++
-	id := s.nextID
-	sess := newSession(s, c, id)
-	s.conns[sess] = true
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.conns, sess)
-			if s.perIP[ip]--; s.perIP[ip] <= 0 {
-				delete(s.perIP, ip)
-			}
-			s.mu.Unlock()
-		}()
-		sess.run(implicitTLS)
-	}()
+	return err
 }
 
 // addUser counts an authenticated session; false means over the limit.
@@ -216,40 +177,6 @@ func (s *Server) dropUser(id int64) {
 	}
 }
 
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	h, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return h
-}
-
 // Shutdown stops the listeners, tells every session BYE at its next
 // command boundary (idle sessions at once), and waits for them or ctx.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.shutdown()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.conn.Close()
-		}
-		s.mu.Unlock()
-		return ctx.Err()
-	}
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.sess.Shutdown(ctx) }
