@@ -14,14 +14,14 @@
 #        N=2000 SESSIONS=20 bench/smtp/run.sh   (a quick look)
 # Needs root (Postfix's master runs as root and drops privileges).
 #
-# Measured 2026-11-22 on a shared 2-core VM (load average 17-31 from other
-# jobs, so figures move by +-30% between runs), N=20000:
+# Measured 2026-12-05 on a shared 2-core VM, N=20000, three runs, medians
+# (ratios: medians of the same-run ratios):
 #   sessions   tern msg/s   postfix msg/s   ratio   tern peak RSS
-#   1          197          293             0.67x   44 MiB
-#   20         472          276             1.71x   45 MiB
-#   100        349          244             1.43x   46 MiB
-# tern pays three flushes per message before its 250 (blob file, blob
-# directory, WAL commit); Postfix one before its 250, the Maildir one later.
+#   1          634          359             1.76x   54 MiB
+#   20         1543         426             3.62x   55 MiB
+#   100        2032         390             5.24x   56 MiB
+# Messages up to 64 KiB ride in the database with their metadata, so a
+# delivery costs one WAL commit, shared by concurrent deliveries.
 set -eu
 
 N=${N:-20000}
