@@ -527,26 +527,41 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 		if err != nil {
 			return err
 		}
+		// Messages that end with the same flags are written by one UPDATE
+		// per run of consecutive UIDs: a statement per row would make
+		// SQLite open and truncate a statement journal for each one.
 		var modseq uint64
+		groups := map[string][]uint32{}
+		var order []string
 		for _, m := range infos {
 			if u.UnchangedSince > 0 && m.ModSeq > u.UnchangedSince {
 				failed = append(failed, m.UID)
 				continue
 			}
 			nf := applyFlags(m.Flags, u)
-			if strings.Join(nf, " ") != strings.Join(m.Flags, " ") {
+			if key := strings.Join(nf, " "); key != strings.Join(m.Flags, " ") {
 				if modseq == 0 {
 					if modseq, err = s.nextModSeq(ctx, tx, acct, mailboxID); err != nil {
 						return err
 					}
 				}
-				_, err := s.txExec(ctx, tx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?", strings.Join(nf, " "), boolInt(hasFlag(nf, `\Seen`)), boolInt(hasFlag(nf, `\Deleted`)), modseq, mailboxID, m.UID)
-				if err != nil {
-					return err
+				if _, ok := groups[key]; !ok {
+					order = append(order, key)
 				}
+				groups[key] = append(groups[key], m.UID)
 				m.Flags, m.ModSeq = nf, modseq
 			}
 			updated = append(updated, m)
+		}
+		for _, key := range order {
+			nf := strings.Fields(key)
+			for _, r := range uidRanges(groups[key]) {
+				_, err := s.txExec(ctx, tx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid BETWEEN ? AND ?",
+					key, boolInt(hasFlag(nf, `\Seen`)), boolInt(hasFlag(nf, `\Deleted`)), modseq, mailboxID, r[0], r[1])
+				if err != nil {
+					return err
+				}
+			}
 		}
 		if modseq != 0 {
 			s.touch(acct)
