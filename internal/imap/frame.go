@@ -15,6 +15,9 @@ type Limits struct {
 	MaxCommand int64 // the whole command with its literals
 }
 
+// literalChunk is how much of a literal is read (and allocated) at a time.
+const literalChunk = 256 << 10
+
 // DefaultLimits are generous for clients and bounded for attackers.
 var DefaultLimits = Limits{MaxLine: 64 << 10, MaxLiteral: 64 << 20, MaxCommand: 80 << 20}
 
@@ -122,13 +125,19 @@ func ReadCommand(r *bufio.Reader, lim Limits, cont func() error) ([]byte, error)
 			}
 		}
 		cmd = append(cmd, '\r', '\n')
-		start := len(cmd)
-		cmd = append(cmd, make([]byte, n)...)
-		if _, err := io.ReadFull(r, cmd[start:]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
+		// The buffer grows with what arrives, not with what the client
+		// announced: "{67108864}" followed by silence costs nothing.
+		for left := n; left > 0; {
+			k := min(left, literalChunk)
+			start := len(cmd)
+			cmd = append(cmd, make([]byte, k)...)
+			if _, err := io.ReadFull(r, cmd[start:]); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return nil, err
 			}
-			return nil, err
+			left -= k
 		}
 	}
 }

@@ -197,10 +197,19 @@ func (s *session) flush() error {
 	return nil
 }
 
+// preAuthLimits bound commands before login: a LOGIN, AUTHENTICATE or ID
+// needs little, and an anonymous client must not make the server hold an
+// APPEND-sized literal.
+var preAuthLimits = imap.Limits{MaxLine: 8 << 10, MaxLiteral: 8 << 10, MaxCommand: 64 << 10}
+
 // serveOne reads, runs and answers one command; false ends the session.
 func (s *session) serveOne() bool {
 	s.setReadDeadline(s.srv.cfg.IdleTimeout)
-	raw, err := imap.ReadCommand(s.br, s.srv.cfg.Limits, s.sendContinuation)
+	lim := s.srv.cfg.Limits
+	if s.state == stateNotAuth {
+		lim = preAuthLimits
+	}
+	raw, err := imap.ReadCommand(s.br, lim, s.sendContinuation)
 	if s.closing.Load() {
 		s.w.Raw("* BYE server shutting down").CRLF()
 		s.flush()

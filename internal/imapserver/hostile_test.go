@@ -1,9 +1,11 @@
 package imapserver
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHostileCommands sends truncated and mutated commands to a selected
@@ -67,4 +69,102 @@ func TestHostileCommands(t *testing.T) {
 	t.Logf("%d hostile commands answered", sent)
 	r.expectOK("sel", "SELECT INBOX") // a mangled SELECT may have left the mailbox (RFC 9051 §6.3.2)
 	r.expectOK("end", "FETCH 1 (FLAGS)")
+}
+
+func TestMatchPattern(t *testing.T) {
+	cases := []struct {
+		pat, name string
+		want      bool
+	}{
+		{"*", "a/b/c", true},
+		{"%", "a/b", false},
+		{"%", "INBOX", true},
+		{"a/%", "a/b", true},
+		{"a/%", "a/b/c", false},
+		{"a/*", "a/b/c", true},
+		{"a%c", "abbbc", true},
+		{"a%c", "ab/bc", false},
+		{"a*c", "ab/bc", true},
+		{"%%%b", "aab", true},
+		{"*%", "x/y", true},
+		{"%*", "x/y", true},
+		{"", "", true},
+		{"", "a", false},
+		{"abc", "abc", true},
+		{"abc", "abcd", false},
+		{"a*", "", false},
+		{"*", "", true},
+		{"%/%", "a/b", true},
+		{"%/%", "a", false},
+	}
+	for _, c := range cases {
+		if got := matchPattern(c.pat, c.name); got != c.want {
+			t.Errorf("matchPattern(%q, %q) = %v, want %v", c.pat, c.name, got, c.want)
+		}
+	}
+}
+
+// TestListHostilePatterns: wildcard-heavy patterns that make a
+// backtracking matcher exponential must be answered at once.
+func TestListHostilePatterns(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.raw()
+	r.login()
+	for _, name := range []string{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a"} {
+		r.expectOK("c", `CREATE "`+name+`"`)
+	}
+	start := time.Now()
+	pats := []string{
+		strings.Repeat("%", 40) + "b",
+		strings.Repeat("*a", 60) + "b",
+		strings.Repeat("%a", 60) + "b",
+		strings.Repeat("*/", 30) + "b",
+		strings.Repeat("a*", 200) + "b",
+	}
+	for _, p := range pats {
+		lines := r.expectOK("l", `LIST "" "`+p+`"`)
+		if len(lines) != 1 {
+			t.Errorf("LIST %q matched %q", p, lines)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("hostile LIST patterns took %v", d)
+	}
+	lines := r.cmd("l", `LIST "" "`+strings.Repeat("*", maxPatternBytes+1)+`"`)
+	if !strings.HasPrefix(lines[len(lines)-1], "l NO [LIMIT]") {
+		t.Fatalf("over-long pattern: %q", lines)
+	}
+	r.expectOK("n", "NOOP")
+}
+
+// TestPreAuthLimits: before login a client may announce only small
+// literals and lines; after login APPEND-sized literals are accepted.
+func TestPreAuthLimits(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.raw()
+	lines := r.cmd("a", "LOGIN {1000000}")
+	if !strings.HasPrefix(lines[len(lines)-1], "a NO [TOOBIG]") {
+		t.Fatalf("big sync literal before login: %q", lines)
+	}
+	r.send("b ID (\"name\" \"" + strings.Repeat("x", 9<<10) + "\")")
+	if l := r.line(); !strings.HasPrefix(l, "* BAD") {
+		t.Fatalf("long line before login: %q", l)
+	}
+	r.login()
+	big := strings.Repeat("y", 200<<10)
+	msg := "Subject: big\r\n\r\n" + big
+	r.send(fmt.Sprintf("c APPEND INBOX {%d}", len(msg)))
+	if l := r.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("APPEND continuation: %q", l)
+	}
+	r.send(msg)
+	if l := r.until("c"); !strings.HasPrefix(l[len(l)-1], "c OK") {
+		t.Fatalf("APPEND after login: %q", l)
+	}
+
+	r2 := ts.raw()
+	r2.send("x LOGIN {1000000+}")
+	if l := r2.line(); !strings.HasPrefix(l, "* BYE [TOOBIG]") {
+		t.Fatalf("big non-sync literal before login: %q", l)
+	}
 }

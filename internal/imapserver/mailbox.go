@@ -108,31 +108,81 @@ func (s *session) cmdSubscribe(cmd *imap.Command) reply {
 	return ok(cmd.Name + " completed")
 }
 
+// maxPatternBytes bounds the LIST patterns of one command (together with
+// the reference): matching costs name length times pattern length.
+const maxPatternBytes = 1024
+
 // matchPattern implements RFC 9051 §6.3.9 wildcards: "*" matches anything,
-// "%" anything but the hierarchy separator.
+// "%" anything but the hierarchy separator. It simulates the pattern as a
+// set of positions, one pass over the name: time is len(pat)*len(name)
+// whatever the wildcards, where backtracking would be exponential.
 func matchPattern(pat, name string) bool {
-	for len(pat) > 0 {
-		switch pat[0] {
-		case '*', '%':
-			star := pat[0] == '*'
-			rest := pat[1:]
-			for i := 0; i <= len(name); i++ {
-				if matchPattern(rest, name[i:]) {
-					return true
-				}
-				if i < len(name) && !star && name[i] == '/' {
-					return false
-				}
+	pat = squeezeWildcards(pat)
+	cur := make([]bool, len(pat)+1)
+	next := make([]bool, len(pat)+1)
+	// closure: a wildcard may match nothing.
+	closure := func(set []bool) {
+		for i := 0; i < len(pat); i++ {
+			if set[i] && (pat[i] == '*' || pat[i] == '%') {
+				set[i+1] = true
 			}
-			return false
-		default:
-			if len(name) == 0 || name[0] != pat[0] {
-				return false
-			}
-			pat, name = pat[1:], name[1:]
 		}
 	}
-	return len(name) == 0
+	cur[0] = true
+	closure(cur)
+	for j := 0; j < len(name); j++ {
+		c := name[j]
+		clear(next)
+		alive := false
+		for i := 0; i < len(pat); i++ {
+			if !cur[i] {
+				continue
+			}
+			switch pat[i] {
+			case '*':
+				next[i] = true
+			case '%':
+				if c != '/' {
+					next[i] = true
+				}
+			default:
+				if pat[i] == c {
+					next[i+1] = true
+				}
+			}
+			alive = true
+		}
+		if !alive {
+			return false
+		}
+		closure(next)
+		cur, next = next, cur
+	}
+	return cur[len(pat)]
+}
+
+// squeezeWildcards turns each run of wildcards into one: "*" if the run
+// holds a "*", else "%" ("%%" matches what "%" does).
+func squeezeWildcards(pat string) string {
+	if !strings.Contains(pat, "**") && !strings.Contains(pat, "%%") && !strings.Contains(pat, "*%") && !strings.Contains(pat, "%*") {
+		return pat
+	}
+	var b strings.Builder
+	for i := 0; i < len(pat); {
+		if pat[i] != '*' && pat[i] != '%' {
+			b.WriteByte(pat[i])
+			i++
+			continue
+		}
+		w := byte('%')
+		for ; i < len(pat) && (pat[i] == '*' || pat[i] == '%'); i++ {
+			if pat[i] == '*' {
+				w = '*'
+			}
+		}
+		b.WriteByte(w)
+	}
+	return b.String()
 }
 
 // listEntry is one mailbox in a LIST answer.
@@ -150,6 +200,13 @@ func (s *session) cmdList(cmd *imap.Command) reply {
 		// RFC 9051 §6.3.9: the hierarchy delimiter and root.
 		s.w.Raw(`* `).Raw(cmd.Name).Raw(` (\Noselect) "/" ""`).CRLF()
 		return ok(cmd.Name + " completed")
+	}
+	n := 0
+	for _, p := range args.Patterns {
+		n += len(args.Reference) + len(p)
+	}
+	if n > maxPatternBytes {
+		return no("LIMIT", cmd.Name+" patterns too long")
 	}
 	entries, err := s.listEntries()
 	if err != nil {
