@@ -3,6 +3,7 @@ package imap
 import (
 	"encoding/base64"
 	"strings"
+	"unicode/utf8"
 	"time"
 )
 
@@ -131,6 +132,18 @@ type CompressArgs struct{ Mechanism string }
 // QuotaRootArgs carry a quota root name (GETQUOTA).
 type QuotaRootArgs struct{ Root string }
 
+// SetQuotaArgs are SETQUOTA arguments.
+type SetQuotaArgs struct {
+	Root   string
+	Limits []QuotaLimit
+}
+
+// QuotaLimit is one resource limit of SETQUOTA.
+type QuotaLimit struct {
+	Resource string
+	Limit    int64
+}
+
 // Options change how ParseCommand reads names and strings.
 type Options struct {
 	// UTF8 means the client enabled IMAP4rev2 or UTF8=ACCEPT: mailbox
@@ -203,11 +216,14 @@ func (p *cmdParser) decodeName(s string) (string, error) {
 	}
 	if !p.opt.UTF8 {
 		d, err := DecodeMUTF7(s)
-		if err != nil {
-			// Tolerate clients sending raw UTF-8 names.
-			return s, nil
+		switch {
+		case err == nil:
+			s = d
+		case strings.Contains(s, "&") || !utf8.ValidString(s):
+			return "", errorf("mailbox name is not valid modified UTF-7")
 		}
-		s = d
+		// Otherwise raw UTF-8 from a client that did not enable it:
+		// tolerated, it cannot be mistaken for an encoded name.
 	}
 	if len(s) >= 6 && strings.EqualFold(s[:6], "INBOX/") {
 		s = "INBOX" + s[5:]
@@ -253,7 +269,7 @@ func (p *cmdParser) args(cmd *Command) error {
 		cmd.Args = &QuotaRootArgs{Root: root}
 		return err
 	case "SETQUOTA":
-		return errorf("SETQUOTA is not supported") // admin sets quotas
+		return p.setQuota(cmd)
 	case "RENAME":
 		return p.rename(cmd)
 	case "LIST", "LSUB":
@@ -521,6 +537,48 @@ func (p *cmdParser) upperAtomList() ([]string, error) {
 		l[i] = strings.ToUpper(l[i])
 	}
 	return l, err
+}
+
+// setQuota reads SETQUOTA root (resource limit ...) (RFC 9208 §4.1.3).
+func (p *cmdParser) setQuota(cmd *Command) error {
+	var a SetQuotaArgs
+	var err error
+	if err = p.sp(); err != nil {
+		return err
+	}
+	if a.Root, err = p.astring(); err != nil {
+		return err
+	}
+	if err = p.sp(); err != nil {
+		return err
+	}
+	if err = p.expect('('); err != nil {
+		return err
+	}
+	for !p.take(')') {
+		if len(a.Limits) > 0 {
+			if err = p.sp(); err != nil {
+				return err
+			}
+		}
+		name, err := p.atom()
+		if err != nil {
+			return err
+		}
+		if err = p.sp(); err != nil {
+			return err
+		}
+		n, err := p.number64i()
+		if err != nil {
+			return err
+		}
+		a.Limits = append(a.Limits, QuotaLimit{Resource: strings.ToUpper(name), Limit: n})
+		if len(a.Limits) > 16 {
+			return errorf("too many quota resources")
+		}
+	}
+	cmd.Args = &a
+	return nil
 }
 
 func (p *cmdParser) enable(cmd *Command) error {

@@ -332,6 +332,11 @@ func (s *session) writeBinary(it imap.FetchItem, label string, info store.Messag
 			enc = strings.ToLower(p.Encoding)
 		}
 	}
+	if !knownCTE(enc) {
+		s.unknownCTE = true
+		w.Raw(label).Raw(" NIL")
+		return
+	}
 	f, err := s.srv.cfg.Store.OpenBlob(info.BlobID)
 	if err != nil {
 		w.Raw(label).Raw(" NIL")
@@ -354,6 +359,15 @@ func (s *session) writeBinary(it imap.FetchItem, label string, info store.Messag
 	}
 	w.Raw(label).SP()
 	w.LiteralFrom(bytes.NewReader(data), int64(len(data)), bytes.IndexByte(data, 0) >= 0)
+}
+
+// knownCTE reports whether decodeCTE can undo enc (lower case).
+func knownCTE(enc string) bool {
+	switch enc {
+	case "", "7bit", "8bit", "binary", "base64", "quoted-printable":
+		return true
+	}
+	return false
 }
 
 // decodeCTE undoes a Content-Transfer-Encoding leniently.

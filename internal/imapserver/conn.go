@@ -81,6 +81,7 @@ var commands = map[string]cmdSpec{
 	"IDLE":         {authState, (*session).cmdIdle},
 	"GETQUOTA":     {authState, (*session).cmdGetQuota},
 	"GETQUOTAROOT": {authState, (*session).cmdGetQuotaRoot},
+	"SETQUOTA":     {authState, (*session).cmdSetQuota},
 	"CHECK":        {stateSelected, (*session).cmdNoop},
 	"CLOSE":        {stateSelected, (*session).cmdClose},
 	"UNSELECT":     {stateSelected, (*session).cmdClose},
@@ -117,6 +118,10 @@ type session struct {
 	// RFC 5161 ENABLE state.
 	rev2, utf8, condstore, qresync bool
 	compressed                     bool
+
+	// unknownCTE: a BINARY item of this FETCH met an encoding it cannot
+	// undo; the command ends NO [UNKNOWN-CTE] (RFC 3516 §4.3).
+	unknownCTE bool
 
 	errors  int
 	closing atomic.Bool

@@ -209,6 +209,7 @@ func (s *session) cmdFetch(cmd *imap.Command) reply {
 		return bad("VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE")
 	}
 	plan := s.planFetch(cmd, args)
+	s.unknownCTE = false
 	if args.Vanished {
 		s.fetchVanished(args)
 	}
@@ -216,6 +217,9 @@ func (s *session) cmdFetch(cmd *imap.Command) reply {
 		if err := s.fetchBatch(b, &plan, args.ChangedSince); err != nil {
 			return s.storeError(err, "FETCH")
 		}
+	}
+	if s.unknownCTE {
+		return no("UNKNOWN-CTE", "a part's Content-Transfer-Encoding is unknown: fetch it with BODY[]")
 	}
 	return ok("FETCH completed")
 }

@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 
@@ -223,14 +224,34 @@ func (s *session) cmdList(cmd *imap.Command) reply {
 	subscribedOnly := lsub || opt(args.SelectOpts, "SUBSCRIBED")
 	returnSub := subscribedOnly || opt(args.ReturnOpts, "SUBSCRIBED")
 	specialOnly := opt(args.SelectOpts, "SPECIAL-USE") // RFC 6154 §5.1
+	// RFC 5258 §3: RECURSIVEMATCH qualifies another selection option, and
+	// with SUBSCRIBED also returns a matching mailbox whose descendant is
+	// subscribed, marked CHILDINFO ("SUBSCRIBED").
+	recursive := opt(args.SelectOpts, "RECURSIVEMATCH")
+	if recursive && !slices.ContainsFunc(args.SelectOpts, func(o string) bool { return o != "RECURSIVEMATCH" && o != "REMOTE" }) {
+		return bad("RECURSIVEMATCH needs another selection option")
+	}
+	var subChild map[string]bool
+	if recursive && subscribedOnly && !lsub {
+		subChild = map[string]bool{}
+		for _, e := range entries {
+			if !e.sub {
+				continue
+			}
+			for i := strings.LastIndexByte(e.name, '/'); i > 0; i = strings.LastIndexByte(e.name[:i], '/') {
+				subChild[e.name[:i]] = true
+			}
+		}
+	}
 	for _, e := range entries {
-		if subscribedOnly && !e.sub || specialOnly && (e.mb == nil || e.mb.SpecialUse == "") {
+		childInfo := subChild[e.name]
+		if subscribedOnly && !e.sub && !childInfo || specialOnly && (e.mb == nil || e.mb.SpecialUse == "") {
 			continue
 		}
 		if !matchesAny(args, e.name) {
 			continue
 		}
-		s.writeListEntry(cmd.Name, e, returnSub, lsub)
+		s.writeListEntry(cmd.Name, e, returnSub, lsub, childInfo)
 		if e.mb != nil && len(args.StatusItems) > 0 {
 			s.writeStatus(e.mb, args.StatusItems)
 		}
@@ -251,7 +272,7 @@ func matchesAny(args *imap.ListArgs, name string) bool {
 	return false
 }
 
-func (s *session) writeListEntry(verb string, e listEntry, returnSub, lsub bool) {
+func (s *session) writeListEntry(verb string, e listEntry, returnSub, lsub, childInfo bool) {
 	var attrs []string
 	if e.mb == nil {
 		if lsub || !s.rev2 {
@@ -271,7 +292,11 @@ func (s *session) writeListEntry(verb string, e listEntry, returnSub, lsub bool)
 	if e.mb != nil && e.mb.SpecialUse != "" {
 		attrs = append(attrs, e.mb.SpecialUse)
 	}
-	s.w.Raw("* ").Raw(verb).SP().Flags(attrs).Raw(` "/" `).Mailbox(e.name).CRLF()
+	s.w.Raw("* ").Raw(verb).SP().Flags(attrs).Raw(` "/" `).Mailbox(e.name)
+	if childInfo {
+		s.w.Raw(` ("CHILDINFO" ("SUBSCRIBED"))`)
+	}
+	s.w.CRLF()
 }
 
 // listEntries returns every mailbox, implied parent and subscription,
@@ -323,7 +348,7 @@ func (s *session) cmdStatus(cmd *imap.Command) reply {
 	for _, it := range args.Items {
 		switch it {
 		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT",
-			"HIGHESTMODSEQ", "APPENDLIMIT":
+			"HIGHESTMODSEQ", "APPENDLIMIT", "DELETED-STORAGE":
 		default:
 			return bad("Unknown STATUS item " + it)
 		}
@@ -340,6 +365,13 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) bool {
 	if err != nil {
 		s.log.Error("status", "err", err)
 		return false
+	}
+	var deletedBytes int64
+	if slices.Contains(items, "DELETED-STORAGE") {
+		if deletedBytes, err = s.srv.cfg.Store.DeletedBytes(s.ctx, mb.ID); err != nil {
+			s.log.Error("status", "err", err)
+			return false
+		}
 	}
 	s.w.Raw("* STATUS ").Mailbox(mb.Name).Raw(" (")
 	for i, it := range items {
@@ -366,6 +398,9 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) bool {
 			s.w.Number(max(mb.HighestModSeq, 1))
 		case "APPENDLIMIT":
 			s.w.Number(uint64(s.srv.cfg.AppendLimit))
+		case "DELETED-STORAGE":
+			// In the unit of the STORAGE resource, KiB, rounded up.
+			s.w.Number(uint64(deletedBytes+1023) / 1024)
 		}
 	}
 	s.w.Raw(")").CRLF()
@@ -394,6 +429,15 @@ func (s *session) cmdGetQuota(cmd *imap.Command) reply {
 		return s.storeError(err, "GETQUOTA")
 	}
 	return ok("GETQUOTA completed")
+}
+
+// cmdSetQuota refuses: quotas are the administrator's (tern user quota),
+// and RFC 9208 §4.1.3 answers NO to a user who may not set them.
+func (s *session) cmdSetQuota(cmd *imap.Command) reply {
+	if cmd.Args.(*imap.SetQuotaArgs).Root != "" {
+		return no("NONEXISTENT", "No such quota root")
+	}
+	return no("NOPERM", "Quotas are set by the administrator")
 }
 
 func (s *session) cmdGetQuotaRoot(cmd *imap.Command) reply {

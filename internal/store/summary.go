@@ -135,3 +135,11 @@ func (s *Store) MailboxCounts(ctx context.Context, mailboxID int64) (Counts, err
 	}
 	return c, err
 }
+
+// DeletedBytes is the size of a mailbox's \Deleted messages, what an
+// EXPUNGE would free (STATUS DELETED-STORAGE, RFC 9208 §4.3.1).
+func (s *Store) DeletedBytes(ctx context.Context, mailboxID int64) (int64, error) {
+	var n int64
+	err := s.queryRow(ctx, "SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ? AND deleted = 1", mailboxID).Scan(&n)
+	return n, err
+}
