@@ -3,8 +3,8 @@ package imap
 import (
 	"encoding/base64"
 	"strings"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 )
 
 // Command is one parsed client command.
