@@ -21,6 +21,11 @@ func TestExampleParses(t *testing.T) {
 	if ex := Example("h", "::1"); !strings.Contains(ex, `"[::1]:25"`) {
 		t.Errorf("IPv6 listen: %s", ex)
 	}
+	// Placeholders are filled only where they stand, never inside prose.
+	ex := Example("h", "192.0.2.1")
+	if strings.Contains(ex, "{") || !strings.Contains(ex, "SMTP greeting") || strings.Count(ex, "192.0.2.1:") != 8 {
+		t.Errorf("placeholders leaked or prose rewritten:\n%s", ex)
+	}
 }
 
 func TestStrictErrors(t *testing.T) {
