@@ -19,6 +19,8 @@ type Args struct {
 	// the message.
 	IgnoreDots bool
 	From       string // -f / -r: envelope sender
+	// NullSender is set by -f '<>': the envelope sender is empty.
+	NullSender bool
 	FullName   string // -F: sender's full name for a missing From
 	Notify     []string
 	Ret        string // -R full|hdrs
@@ -50,6 +52,13 @@ func ParseArgs(args []string) (*Args, error) {
 			break
 		}
 		opt, val := arg[1], arg[2:]
+		// Flags without a value may be bundled: -ti is -t -i.
+		for val != "" && isBareFlag(opt) {
+			if err := a.option(opt, ""); err != nil {
+				return nil, err
+			}
+			opt, val = val[0], val[1:]
+		}
 		if strings.IndexByte(optsWithArg, opt) >= 0 && val == "" && opt != 'q' {
 			if i+1 >= len(args) {
 				return nil, fmt.Errorf("%w: -%c needs a value", ErrUsage, opt)
@@ -75,6 +84,12 @@ func ParseArgs(args []string) (*Args, error) {
 	return a, nil
 }
 
+// isBareFlag reports whether opt is a flag that takes no value, so that
+// more flags may follow it in the same argument.
+func isBareFlag(opt byte) bool {
+	return strings.IndexByte("tivnmUG", opt) >= 0
+}
+
 func (a *Args) option(opt byte, val string) error {
 	switch opt {
 	case 't':
@@ -84,7 +99,10 @@ func (a *Args) option(opt byte, val string) error {
 	case 'v':
 		a.Verbose = true
 	case 'f', 'r':
+		// "-f '<>'" and "-f ''" both mean the null sender, which
+		// is what a bounce-generating script asks for.
 		a.From = strings.Trim(strings.TrimSpace(val), "<>")
+		a.NullSender = a.From == ""
 	case 'F':
 		a.FullName = val
 	case 'N':

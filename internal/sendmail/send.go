@@ -79,6 +79,11 @@ func Send(ctx context.Context, o Options, a *Args, r io.Reader) (int64, error) {
 		from = o.DefaultFrom
 	}
 	out := rebuildHeader(fields, from, a.FullName, o)
+	if a.NullSender {
+		// The header still names the local user; only the
+		// envelope is empty, so no bounce can come back.
+		from = ""
+	}
 	out = append(out, body...)
 
 	w, err := o.Blobs.NewBlob()

@@ -21,6 +21,15 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-oi", "-fme@x", "-FMe Myself", "-odb", "-oQ/tmp", "a@b, c@d", "e@f"}, Args{IgnoreDots: true, From: "me@x", FullName: "Me Myself", Recipients: []string{"a@b", "c@d", "e@f"}}},
 		{[]string{"-bm", "-N", "failure,delay", "-R", "hdrs", "-V", "E1", "--", "-weird@x"}, Args{Notify: []string{"FAILURE", "DELAY"}, Ret: "HDRS", EnvID: "E1", Recipients: []string{"-weird@x"}}},
 		{[]string{"-r", "<bounce@x>", "-o", "x", "-v", "u@v"}, Args{From: "bounce@x", Verbose: true, Recipients: []string{"u@v"}}},
+		// Bundled flags, as PHP's mail() and many cron setups call it.
+		{[]string{"-ti"}, Args{ExtractRecipients: true, IgnoreDots: true}},
+		{[]string{"-it", "-fx@y"}, Args{ExtractRecipients: true, IgnoreDots: true, From: "x@y"}},
+		{[]string{"-tif", "x@y"}, Args{ExtractRecipients: true, IgnoreDots: true, From: "x@y"}},
+		{[]string{"-tfx@y"}, Args{ExtractRecipients: true, From: "x@y"}},
+		// The null sender, written either way.
+		{[]string{"-f", "<>", "a@b"}, Args{NullSender: true, Recipients: []string{"a@b"}}},
+		{[]string{"-f", "", "a@b"}, Args{NullSender: true, Recipients: []string{"a@b"}}},
+		{[]string{"-f<>", "a@b"}, Args{NullSender: true, Recipients: []string{"a@b"}}},
 	}
 	for _, c := range cases {
 		got, err := ParseArgs(c.args)
@@ -125,5 +134,14 @@ func TestSend(t *testing.T) {
 	}
 	if !strings.Contains(string(q.body), "a\r\n.\r\nb\r\n") || q.got.From != "me@h" {
 		t.Fatalf("-i: %q from %q", q.body, q.got.From)
+	}
+
+	// -f '<>': an empty envelope sender, but the header still has a From.
+	a4, _ := ParseArgs([]string{"-ti", "-f", "<>"})
+	if _, err := Send(ctx, Options{Queue: q, Blobs: st, DefaultFrom: "me@h"}, a4, strings.NewReader("To: r@x\n\nhi\n")); err != nil {
+		t.Fatal(err)
+	}
+	if q.got.From != "" || !strings.Contains(string(q.body), "From: <me@h>\r\n") {
+		t.Fatalf("null sender: from %q body %q", q.got.From, q.body)
 	}
 }

@@ -306,11 +306,16 @@ func (tx *transaction) size() int64 { return tx.opts.Size }
 func (s *session) received(tx *transaction, withIP bool) smtp.ReceivedInfo {
 	cs, isTLS := s.conn.TLSConnectionState()
 	info := smtp.ReceivedInfo{
-		Helo: s.conn.Hostname(), By: s.srv.cfg.Hostname, ID: tx.id, Time: time.Now(),
+		By: s.srv.cfg.Hostname, ID: tx.id, Time: time.Now(),
 		With: smtp.Protocol(true, isTLS, s.acct != nil, tx.opts.UTF8),
 	}
 	if isTLS {
 		info.TLS = tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
+	}
+	// A submission's trace names neither the client's address nor its
+	// EHLO word (a laptop's host name is as private as its address).
+	if withIP {
+		info.Helo = s.conn.Hostname()
 	}
 	if withIP && s.tc.ip.IsValid() {
 		info.IP = s.tc.ip.String()
