@@ -123,6 +123,16 @@ func runUser(ctx context.Context, e *env, args []string) error {
 			return usagef("%v", err)
 		}
 		return st.SetQuota(ctx, pos[1], n)
+	case "limits":
+		if err := wantArgs(pos, 4, "ADDRESS RCPTS-PER-MESSAGE MESSAGES-PER-DAY (0 = the server's default)"); err != nil {
+			return err
+		}
+		rcpts, err1 := strconv.Atoi(pos[2])
+		perDay, err2 := strconv.Atoi(pos[3])
+		if err1 != nil || err2 != nil {
+			return usagef("limits: want two numbers")
+		}
+		return st.SetSendLimits(ctx, pos[1], rcpts, perDay)
 	case "list":
 		accts, err := st.Accounts(ctx)
 		if err != nil {
@@ -133,7 +143,11 @@ func runUser(ctx context.Context, e *env, args []string) error {
 			if a.QuotaBytes > 0 {
 				quota = strconv.FormatInt(a.QuotaBytes, 10)
 			}
-			fmt.Fprintf(e.stdout, "%s\tused %d\tquota %s\n", a.Address, a.UsedBytes, quota)
+			limits := ""
+			if a.MaxRecipients > 0 || a.MaxPerDay > 0 {
+				limits = fmt.Sprintf("\tlimits %d rcpts %d/day", a.MaxRecipients, a.MaxPerDay)
+			}
+			fmt.Fprintf(e.stdout, "%s\tused %d\tquota %s%s\n", a.Address, a.UsedBytes, quota, limits)
 		}
 		return nil
 	}
@@ -241,6 +255,41 @@ func runAlias(ctx context.Context, e *env, args []string) error {
 		as, err := st.Aliases(ctx)
 		for _, a := range as {
 			fmt.Fprintf(e.stdout, "%s\t%s\n", a.Address, strings.Join(a.Targets, " "))
+		}
+		return err
+	}
+	return usagef("unknown subcommand %q", pos[0])
+}
+
+// runSendAs manages the addresses an account may send as besides its
+// own and its aliases (a shared role address, or "@domain" for an
+// application that sends for a whole domain).
+func runSendAs(ctx context.Context, e *env, args []string) error {
+	pos, _, st, err := adminArgs(ctx, e, "sendas", args)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch pos[0] {
+	case "add", "del":
+		if err := wantArgs(pos, 3, "ACCOUNT ADDRESS|@DOMAIN"); err != nil {
+			return err
+		}
+		if pos[0] == "add" {
+			return st.AddSendAs(ctx, pos[1], pos[2])
+		}
+		return st.DeleteSendAs(ctx, pos[1], pos[2])
+	case "list":
+		if err := wantArgs(pos, 2, "ACCOUNT"); err != nil {
+			return err
+		}
+		a, err := st.AccountByAddress(ctx, pos[1])
+		if err != nil {
+			return err
+		}
+		grants, err := st.SendAs(ctx, a.ID)
+		for _, g := range grants {
+			fmt.Fprintln(e.stdout, g)
 		}
 		return err
 	}

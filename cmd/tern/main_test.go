@@ -69,6 +69,18 @@ func TestInitAndAdmin(t *testing.T) {
 	if out := mustRun(t, "", "user", "list", "-data", data); !strings.Contains(out, "alice@example.org\tused 0\tquota 1073741824") || !strings.Contains(out, "bob@") {
 		t.Errorf("user list:\n%s", out)
 	}
+	mustRun(t, "", "user", "limits", "-data", data, "bob@example.org", "10", "200")
+	if out := mustRun(t, "", "user", "list", "-data", data); !strings.Contains(out, "bob@example.org\tused 0\tquota unlimited\tlimits 10 rcpts 200/day") {
+		t.Errorf("user list with limits:\n%s", out)
+	}
+	mustRun(t, "", "sendas", "add", "-data", data, "bob@example.org", "@example.org")
+	if out := mustRun(t, "", "sendas", "list", "-data", data, "bob@example.org"); out != "@example.org\n" {
+		t.Errorf("sendas list: %q", out)
+	}
+	mustRun(t, "", "sendas", "del", "-data", data, "bob@example.org", "@example.org")
+	if code, _, _ := runCmd(t, "", "sendas", "add", "-data", data, "nobody@example.org", "x@example.org"); code != 1 {
+		t.Errorf("sendas for a missing account: exit %d", code)
+	}
 	mustRun(t, "new-password-1\n", "user", "passwd", "-data", data, "bob@example.org")
 	mustRun(t, "", "domain", "add", "-data", data, "other.test")
 	if out := mustRun(t, "", "domain", "list", "-data", data); out != "example.org\nother.test\n" {

@@ -179,6 +179,9 @@ func (s *server) build(cfg *config.Config) (*generation, error) {
 		Logger: s.log.With("proto", "submission"), MaxMessageBytes: cfg.SMTP.MaxMessageBytes, MaxRecipients: cfg.Submission.MaxRecipients,
 		InsecureAuth:  cfg.Dev,
 		DefaultLimits: smtpserver.Limits{RecipientsPerMessage: cfg.Submission.MaxRecipients, MessagesPerDay: cfg.Submission.MaxPerDay},
+		LimitsFor: func(a store.Account) smtpserver.Limits {
+			return smtpserver.Limits{RecipientsPerMessage: a.MaxRecipients, MessagesPerDay: a.MaxPerDay}
+		},
 	})
 	imap := imapserver.New(imapserver.Config{
 		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log, Hostname: cfg.Hostname, InsecureAuth: cfg.Dev,

@@ -68,11 +68,10 @@ type SMTP struct {
 
 // Submission configures authenticated sending (587, 465).
 type Submission struct {
-	Listen         []string `toml:"listen"`
-	ListenTLS      []string `toml:"listen_tls"`
-	MaxRecipients  int      `toml:"max_recipients"`
-	MaxPerDay      int      `toml:"max_messages_per_day"`
-	RequireTLSAuth *bool    `toml:"require_tls_for_auth"`
+	Listen        []string `toml:"listen"`
+	ListenTLS     []string `toml:"listen_tls"`
+	MaxRecipients int      `toml:"max_recipients"`
+	MaxPerDay     int      `toml:"max_messages_per_day"`
 }
 
 // POP3 configures the POP3 listeners.

@@ -154,6 +154,11 @@ func New(cfg Config) *Server {
 	gs.TLSConfig = cfg.TLS
 	gs.MaxMessageBytes = cfg.MaxMessageBytes
 	gs.MaxRecipients = cfg.MaxRecipients
+	if cfg.Mode == Submission {
+		// Each account has its own cap (Limits), checked in Rcpt;
+		// a single server-wide one would forbid raising it.
+		gs.MaxRecipients = 0
+	}
 	gs.MaxLineLength = cfg.MaxLineLength
 	gs.AllowInsecureAuth = cfg.InsecureAuth
 	gs.ReadTimeout = cfg.ReadTimeout

@@ -240,13 +240,10 @@ func orcpt(opts *gosmtp.RcptOptions) string {
 }
 
 func (s *session) maxRecipients() int {
-	n := s.srv.cfg.MaxRecipients
 	if s.acct != nil {
-		if l := s.limits(); l.RecipientsPerMessage < n {
-			n = l.RecipientsPerMessage
-		}
+		return s.limits().RecipientsPerMessage
 	}
-	return n
+	return s.srv.cfg.MaxRecipients
 }
 
 func (s *session) limits() Limits {

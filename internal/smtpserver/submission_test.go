@@ -1,6 +1,7 @@
 package smtpserver
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	gosasl "github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/xdg-go/scram"
+
+	"github.com/tern-mail/tern/internal/store"
 )
 
 func plainIR(user, pass string) string {
@@ -198,4 +201,80 @@ func FuzzFixHeader(f *testing.F) {
 			t.Fatalf("lost bytes: %q -> %q", hdr, out)
 		}
 	})
+}
+
+// An account's own limits replace the server's, up or down, and a
+// send-as grant lets it use an address that is neither its own nor an
+// alias of it.
+func TestSubmissionAccountLimitsAndSendAs(t *testing.T) {
+	e := newEnv(t, Submission, func(c *Config) {
+		c.DefaultLimits = Limits{RecipientsPerMessage: 2, MessagesPerDay: 100}
+		c.LimitsFor = func(a store.Account) Limits {
+			return Limits{RecipientsPerMessage: a.MaxRecipients, MessagesPerDay: a.MaxPerDay}
+		}
+	})
+	ctx := context.Background()
+	if err := e.st.SetSendLimits(ctx, "alice@example.org", 4, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.SetSendLimits(ctx, "bob@example.org", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.AddSendAs(ctx, "alice@example.org", "news@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(user, pass string) *gosmtp.Client {
+		c, err := gosmtp.DialTLS(e.listen(true), clientTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := c.Auth(gosasl.NewPlainClient("", user, pass)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var se *gosmtp.SMTPError
+	rcpts := []string{"a@remote.example", "b@remote.example", "c@remote.example", "d@remote.example", "e@remote.example"}
+
+	// Alice may have four recipients, above the server's two.
+	alice := dial("alice@example.org", alicePass)
+	if err := alice.Mail("news@example.org", nil); err != nil {
+		t.Fatalf("send-as envelope refused: %v", err)
+	}
+	for i, r := range rcpts {
+		err := alice.Rcpt(r, nil)
+		if i < 4 && err != nil {
+			t.Fatalf("recipient %d: %v", i+1, err)
+		}
+		if i == 4 && (!errors.As(err, &se) || se.Code != 452) {
+			t.Fatalf("fifth recipient: %v", err)
+		}
+	}
+	w, err := alice.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("From: Newsletter <news@example.org>\r\nSubject: n\r\n\r\nhi\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatalf("send-as message refused: %v", err)
+	}
+	if q := e.queue.all(); len(q) != 1 || q[0].From != "news@example.org" || len(q[0].Recipients) != 4 {
+		t.Fatalf("queue %+v", q)
+	}
+
+	// Bob has one recipient and no grant for news@.
+	bob := dial("bob@example.org", bobPass)
+	if err := bob.Mail("news@example.org", nil); !errors.As(err, &se) || se.Code != 550 {
+		t.Fatalf("bob sending as news@: %v", err)
+	}
+	if err := bob.Mail("bob@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Rcpt(rcpts[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Rcpt(rcpts[1], nil); !errors.As(err, &se) || se.Code != 452 {
+		t.Fatalf("bob's second recipient: %v", err)
+	}
 }

@@ -18,7 +18,24 @@ type Account struct {
 	UsedBytes    int64
 	PasswordHash string // argon2id PHC string, see internal/account
 	ScramSHA256  string // SCRAM-SHA-256 stored credentials, see internal/account
+	// MaxRecipients and MaxPerDay override the server's submission
+	// limits for this account; 0 keeps the server's.
+	MaxRecipients int
+	MaxPerDay     int
 }
+
+// schemaV12 adds per-account submission limits and the send-as grants:
+// addresses (or "@domain" for a whole domain) an account may send as
+// besides its own, its +tags and the aliases that point at it.
+const schemaV12 = `
+ALTER TABLE accounts ADD COLUMN max_rcpts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN max_per_day INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE send_as(
+	account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	address TEXT NOT NULL COLLATE NOCASE,
+	PRIMARY KEY(account_id, address)
+) WITHOUT ROWID;
+`
 
 // Alias maps an address ("list@example.org", or "@example.org" for a
 // catch-all) to local or remote targets.
@@ -204,11 +221,64 @@ func (s *Store) updateAccount(ctx context.Context, address, set string, args ...
 	})
 }
 
-const accountCols = "id, address, quota_bytes, used_bytes, password_hash, scram_sha256"
+// SetSendLimits sets an account's own submission limits: recipients per
+// message and messages per day (0: the server's default).
+func (s *Store) SetSendLimits(ctx context.Context, address string, maxRcpts, maxPerDay int) error {
+	if maxRcpts < 0 || maxPerDay < 0 {
+		return errors.New("limits must not be negative")
+	}
+	return s.updateAccount(ctx, address, "max_rcpts = ?, max_per_day = ?", maxRcpts, maxPerDay)
+}
+
+// AddSendAs lets an account send as another address, or as any address
+// of a domain ("@example.org"), without it being an alias of the account.
+func (s *Store) AddSendAs(ctx context.Context, account, address string) error {
+	address = strings.TrimSpace(address)
+	if strings.HasPrefix(address, "@") {
+		if !strings.Contains(address[1:], ".") || strings.Contains(address[1:], "@") {
+			return fmt.Errorf("bad domain %q", address)
+		}
+	} else if _, _, ok := SplitAddress(address); !ok {
+		return fmt.Errorf("bad address %q", address)
+	}
+	a, err := s.AccountByAddress(ctx, account)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO send_as(account_id, address) VALUES(?, ?)", a.ID, address)
+		return err
+	})
+}
+
+// DeleteSendAs withdraws a send-as grant.
+func (s *Store) DeleteSendAs(ctx context.Context, account, address string) error {
+	a, err := s.AccountByAddress(ctx, account)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM send_as WHERE account_id = ? AND address = ?", a.ID, strings.TrimSpace(address))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("send-as %s for %s: %w", address, account, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// SendAs lists the send-as grants of an account, sorted.
+func (s *Store) SendAs(ctx context.Context, accountID int64) ([]string, error) {
+	return s.queryStrings(ctx, "SELECT address FROM send_as WHERE account_id = ? ORDER BY address", accountID)
+}
+
+const accountCols = "id, address, quota_bytes, used_bytes, password_hash, scram_sha256, max_rcpts, max_per_day"
 
 func scanAccount(r scanner) (Account, error) {
 	var a Account
-	err := r.Scan(&a.ID, &a.Address, &a.QuotaBytes, &a.UsedBytes, &a.PasswordHash, &a.ScramSHA256)
+	err := r.Scan(&a.ID, &a.Address, &a.QuotaBytes, &a.UsedBytes, &a.PasswordHash, &a.ScramSHA256, &a.MaxRecipients, &a.MaxPerDay)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("account: %w", ErrNotFound)
 	}
@@ -427,7 +497,7 @@ func (s *Store) Owns(ctx context.Context, acct Account, address string) (bool, e
 		return true, nil
 	}
 	targets, err := s.aliasTargets(ctx, local+"@"+domain)
-	if err != nil || targets == nil {
+	if err != nil {
 		return false, err
 	}
 	for _, t := range targets {
@@ -435,5 +505,8 @@ func (s *Store) Owns(ctx context.Context, acct Account, address string) (bool, e
 			return true, nil
 		}
 	}
-	return false, nil
+	var n int
+	err = s.queryRow(ctx, "SELECT count(*) FROM send_as WHERE account_id = ? AND address IN (?, ?)",
+		acct.ID, local+"@"+domain, "@"+domain).Scan(&n)
+	return n > 0, err
 }

@@ -186,6 +186,44 @@ func TestResolve(t *testing.T) {
 	if ok, _ := s.Owns(ctx, a, "bob@example.org"); ok {
 		t.Error("alice must not own bob@")
 	}
+
+	// Send-as grants: one address, or a whole domain.
+	if err := s.AddSendAs(ctx, a.Address, "News@Example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSendAs(ctx, a.Address, "@other.test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"nodomain", "@", "@x@y"} {
+		if err := s.AddSendAs(ctx, a.Address, bad); err == nil {
+			t.Errorf("send-as %q accepted", bad)
+		}
+	}
+	for addr, want := range map[string]bool{"news@example.org": true, "NEWS@EXAMPLE.ORG": true, "x@other.test": true, "x@example.org": false, "news@sub.other.test": false} {
+		if ok, err := s.Owns(ctx, a, addr); ok != want || err != nil {
+			t.Errorf("owns %s: %v %v, want %v", addr, ok, err, want)
+		}
+	}
+	if got, _ := s.SendAs(ctx, a.ID); fmt.Sprint(got) != "[@other.test News@Example.org]" {
+		t.Errorf("send-as list %v", got)
+	}
+	if err := s.DeleteSendAs(ctx, a.Address, "@other.test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.Owns(ctx, a, "x@other.test"); ok {
+		t.Error("withdrawn send-as still owned")
+	}
+	if err := s.DeleteSendAs(ctx, a.Address, "@other.test"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+
+	// Per-account limits come back with the account.
+	if err := s.SetSendLimits(ctx, a.Address, 5, 50); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.AccountByID(ctx, a.ID); got.MaxRecipients != 5 || got.MaxPerDay != 50 {
+		t.Errorf("limits %+v", got)
+	}
 }
 
 func TestDeliverSharesBlob(t *testing.T) {
