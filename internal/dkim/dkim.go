@@ -58,7 +58,16 @@ type Keys struct {
 	Now     func() time.Time
 
 	mu      sync.Mutex
-	signers map[string][]loadedKey // by domain
+	signers map[string]cachedKeys // by domain
+}
+
+// cachedKeys are a domain's loaded signing keys and the manifest they
+// came from: a `tern dkim rotate` in another process replaces the
+// manifest (a new file, renamed into place), which a running server
+// notices on its next signature.
+type cachedKeys struct {
+	manifest os.FileInfo
+	keys     []loadedKey
 }
 
 type loadedKey struct {
@@ -68,7 +77,7 @@ type loadedKey struct {
 
 // New returns the key manager for dataDir (keys in dataDir/dkim).
 func New(dataDir string) *Keys {
-	return &Keys{dir: filepath.Join(dataDir, "dkim"), RSABits: 2048, Now: time.Now, signers: map[string][]loadedKey{}}
+	return &Keys{dir: filepath.Join(dataDir, "dkim"), RSABits: 2048, Now: time.Now, signers: map[string]cachedKeys{}}
 }
 
 func (k *Keys) domainDir(domain string) (string, error) {
@@ -321,8 +330,12 @@ func (k *Keys) activeSigners(domain string) ([]loadedKey, error) {
 	name := filepath.Base(dir)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if ks, ok := k.signers[name]; ok {
-		return ks, nil
+	fi, err := os.Stat(filepath.Join(dir, "manifest.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if c, ok := k.signers[name]; ok && fi != nil && os.SameFile(c.manifest, fi) && c.manifest.ModTime().Equal(fi.ModTime()) {
+		return c.keys, nil
 	}
 	m, err := k.readManifest(dir)
 	if err != nil {
@@ -342,7 +355,7 @@ func (k *Keys) activeSigners(domain string) ([]loadedKey, error) {
 	if len(ks) == 0 {
 		return nil, fmt.Errorf("%w %s", ErrNoKeys, domain)
 	}
-	k.signers[name] = ks
+	k.signers[name] = cachedKeys{manifest: fi, keys: ks}
 	return ks, nil
 }
 

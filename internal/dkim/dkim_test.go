@@ -105,6 +105,23 @@ func TestEnsureSignVerifyRotate(t *testing.T) {
 			t.Fatal(v.Err)
 		}
 	}
+
+	// The first manager (a running server, which signed and cached its
+	// keys before the rotation) signs with the new selectors too.
+	hdr3, err := k.Sign("example.org", strings.NewReader(testMsg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range newSels {
+		if !bytes.Contains(hdr3, []byte("s="+s+";")) {
+			t.Fatalf("running signer missed the rotation to %s: %s", s, hdr3)
+		}
+	}
+	for _, s := range sels {
+		if bytes.Contains(hdr3, []byte("s="+s.Name+";")) {
+			t.Fatalf("running signer still uses retired %s", s.Name)
+		}
+	}
 }
 
 // TestInteropDkimverify checks both signatures with Debian's python3-dkim.
