@@ -189,7 +189,8 @@ func (d *Deliverer) Spool(ctx context.Context, header []byte, body io.Reader, ma
 		return Spooled{}, smtp.ErrLocal().WithDetail(err.Error())
 	}
 	var mem bytes.Buffer
-	sink := io.MultiWriter(w, &capWriter{buf: &mem, max: parseInMemory})
+	hops := newHopCounter()
+	sink := io.MultiWriter(w, &capWriter{buf: &mem, max: parseInMemory}, hops)
 	if _, err := sink.Write(header); err != nil {
 		w.Abort()
 		return Spooled{}, smtp.ErrLocal().WithDetail(err.Error())
@@ -206,6 +207,10 @@ func (d *Deliverer) Spool(ctx context.Context, header []byte, body io.Reader, ma
 	if maxBytes > 0 && n > maxBytes {
 		w.Abort()
 		return Spooled{}, smtp.ErrTooBig()
+	}
+	if hops.n > MaxHops {
+		w.Abort()
+		return Spooled{}, tooManyHops()
 	}
 	blob, err := w.Commit()
 	if err != nil {

@@ -139,7 +139,8 @@ func TestQuotaAndForward(t *testing.T) {
 	r.expect("250")
 	q := e.queue.all()
 	if len(q) != 1 || len(q[0].Recipients) != 1 || q[0].Recipients[0].Address != "carol@elsewhere.example" ||
-		q[0].Recipients[0].Notify[0] != "NEVER" || q[0].From != "s@remote.example" || q[0].Blob.ID == "" {
+		q[0].Recipients[0].Notify[0] != "NEVER" || q[0].From != "s@remote.example" || q[0].Blob.ID == "" ||
+		q[0].Recipients[0].ORcpt != "rfc822;fwd@example.org" {
 		t.Fatalf("queue got %+v", q)
 	}
 }

@@ -223,8 +223,14 @@ func (s *session) rcpt(to string, opts *gosmtp.RcptOptions) error {
 		s.log.Warn("alias targets outside dropped: no queue", "rcpt", addr.String(), "targets", res.Remote)
 		res.Remote = nil
 	}
+	// A forwarded copy names the address the sender used (RFC 3461
+	// §4.2), so that a bounce from far away says what it is about.
+	forwardedFor := r.orcpt
+	if forwardedFor == "" {
+		forwardedFor = "rfc822;" + addr.String()
+	}
 	for _, ra := range res.Remote {
-		tx.remote = append(tx.remote, QueueRecipient{Address: ra, Notify: r.notify, ORcpt: r.orcpt})
+		tx.remote = append(tx.remote, QueueRecipient{Address: ra, Notify: r.notify, ORcpt: forwardedFor})
 	}
 	r.local = true
 	tx.accounts = append(tx.accounts, res.Accounts...)
