@@ -70,6 +70,45 @@ func TestInteropSwaks(t *testing.T) {
 	if b := e.inbox("bob@example.org"); len(b) != 1 || !strings.Contains(b[0], "swaks submission") {
 		t.Fatalf("bob: %q", b)
 	}
+	// Implicit TLS (port 465 style) with AUTH LOGIN.
+	tlsAddr := e.listen(true)
+	out, err := exec.Command(swaks, "--server", tlsAddr, "--tlsc", "--timeout", "20", "--hide-all",
+		"--from", "alice@example.org", "--to", "bob@example.org", "--auth", "LOGIN", "--auth-user", "alice@example.org",
+		"--auth-password", alicePass, "--header", "From: alice@example.org", "--body", "swaks implicit tls").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks --tlsc: %v\n%s", err, out)
+	}
+	if b := e.inbox("bob@example.org"); len(b) != 2 || !strings.Contains(b[1], "swaks implicit tls") || !strings.Contains(b[1], "ESMTPSA") {
+		t.Fatalf("bob after --tlsc: %q", b)
+	}
+}
+
+// TestInteropMsmtp submits with msmtp, the sendmail replacement many
+// desktop and server setups use, over STARTTLS and over implicit TLS,
+// reading the recipients from the header (-t).
+func TestInteropMsmtp(t *testing.T) {
+	msmtp := testutil.NeedProgram(t, "msmtp")
+	e := newEnv(t, Submission, nil)
+	for i, mode := range []struct {
+		addr     string
+		starttls string
+	}{{e.addr, "on"}, {e.listen(true), "off"}} {
+		host, port, _ := strings.Cut(mode.addr, ":")
+		cmd := exec.Command(msmtp, "--host="+host, "--port="+port, "--tls=on", "--tls-starttls="+mode.starttls,
+			"--tls-certcheck=off", "--auth=on", "--user=alice@example.org", "--passwordeval=echo "+alicePass,
+			"--from=alice@example.org", "-t")
+		cmd.Stdin = strings.NewReader(fmt.Sprintf("From: alice@example.org\nTo: bob@example.org\nBcc: alice@example.org\nSubject: msmtp %d\n\nsent by msmtp\n", i))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("msmtp (starttls %s): %v\n%s", mode.starttls, err, out)
+		}
+		b := e.inbox("bob@example.org")
+		if len(b) != i+1 || !strings.Contains(b[i], fmt.Sprintf("Subject: msmtp %d", i)) || strings.Contains(b[i], "Bcc") {
+			t.Fatalf("bob after msmtp %d: %q", i, b)
+		}
+		if a := e.inbox("alice@example.org"); len(a) != i+1 {
+			t.Fatalf("Bcc copy to alice: %d messages", len(a))
+		}
+	}
 }
 
 // TestCorpusRoundTrip delivers every corpus message over SMTP and reads
