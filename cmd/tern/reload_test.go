@@ -194,3 +194,46 @@ func TestReloadQueue(t *testing.T) {
 		t.Fatal("nothing reached the smarthost")
 	}
 }
+
+// A POP3 session open across a reload keeps its maildrop locked: a login
+// to the new server gets IN-USE until the old session quits.
+func TestReloadKeepsPOP3Lock(t *testing.T) {
+	srv, data := testServer(t)
+	popAddr := srv.addr("POP3")
+	login := func() (net.Conn, *bufio.Reader, string) {
+		c, err := net.Dial("tcp", popAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(c)
+		imapLine(t, r)
+		c.Write([]byte("USER " + devUser + "\r\nPASS " + devPassword + "\r\n"))
+		imapLine(t, r)
+		return c, r, imapLine(t, r)
+	}
+	c1, r1, got := login()
+	if !strings.HasPrefix(got, "+OK") {
+		t.Fatalf("first login: %q", got)
+	}
+	err := reloadWith(t, srv, data, func(s string) string {
+		return strings.Replace(s, "[smtp]\nlisten = [\"127.0.0.1:0\"]", "[smtp]\nlisten = [\"127.0.0.2:0\"]", 1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.addr("POP3") != popAddr {
+		t.Fatalf("POP3 moved to %s", srv.addr("POP3"))
+	}
+	if _, _, got := login(); !strings.HasPrefix(got, "-ERR [IN-USE]") {
+		t.Fatalf("second login after reload: %q", got)
+	}
+	c1.Write([]byte("QUIT\r\n"))
+	if s := imapLine(t, r1); !strings.HasPrefix(s, "+OK") {
+		t.Fatalf("quit: %q", s)
+	}
+	if _, _, got := login(); !strings.HasPrefix(got, "+OK") {
+		t.Fatalf("login after the old session quit: %q", got)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/tern-mail/tern/internal/account"
 	"github.com/tern-mail/tern/internal/config"
 	"github.com/tern-mail/tern/internal/imapserver"
+	"github.com/tern-mail/tern/internal/pop3server"
 	"github.com/tern-mail/tern/internal/queue"
 	"github.com/tern-mail/tern/internal/smtpserver"
 	"github.com/tern-mail/tern/internal/store"
@@ -42,6 +43,7 @@ type server struct {
 	accts    *account.Service
 	certs    *tlsconf.Reloader
 	queue    queueDoor
+	pop3Lock *pop3server.Locks                 // maildrops in use, across reloads
 	services []func(ctx context.Context) error // stopped after the listeners
 	sockets  map[string]*socket                // by binding key
 	gen      *generation                       // the servers new connections go to
@@ -115,7 +117,7 @@ func parseLevel(s string) slog.Level {
 
 // start opens the store and starts every configured listener.
 func start(ctx context.Context, cfg *config.Config, logOut io.Writer) (*server, error) {
-	s := &server{cfg: cfg, level: new(slog.LevelVar), sockets: map[string]*socket{}}
+	s := &server{cfg: cfg, level: new(slog.LevelVar), sockets: map[string]*socket{}, pop3Lock: pop3server.NewLocks()}
 	s.log = newLogger(cfg, logOut, s.level)
 	var err error
 	s.st, err = store.Open(ctx, cfg.Data, store.Options{Logger: s.log.With("component", "store")})

@@ -116,7 +116,7 @@ func (s *server) startControl() error {
 func (s *server) newPOP3(c *config.Config, tlsc *tls.Config) protoServer {
 	return pop3server.New(pop3server.Config{
 		Store: s.st, Accounts: s.accts, TLS: tlsc, Logger: s.log, Hostname: c.Hostname,
-		InsecureAuth: c.Dev, MarkSeenOnRetr: config.Flag(c.POP3.MarkSeenOnRetr, true),
+		InsecureAuth: c.Dev, MarkSeenOnRetr: config.Flag(c.POP3.MarkSeenOnRetr, true), Locks: s.pop3Lock,
 	})
 }
 

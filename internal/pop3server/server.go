@@ -51,6 +51,11 @@ type Config struct {
 	MaxErrors int
 	// MaxConnsPerIP caps concurrent sessions from one IP (default 64).
 	MaxConnsPerIP int
+	// Locks is the table of maildrops in use. Servers built one after
+	// the other for a reload share one, so that a session still running
+	// on the old server keeps its maildrop locked (RFC 2449 IN-USE).
+	// Nil: the server has its own.
+	Locks *Locks
 	// MaxLineLength caps a command line, CRLF included (default 1024;
 	// RFC 2449 §4 asks for at least 255). SASL responses may be longer
 	// (up to 16 KiB).
@@ -64,8 +69,7 @@ type Server struct {
 	log  *slog.Logger
 	sess *sessions.Set
 
-	mu    sync.Mutex
-	inUse map[int64]bool // accounts with a session in TRANSACTION state
+	locks *Locks
 	// readAhead is the stored bytes a session reads ahead in one query
 	// during a sequential download (see readAhead).
 	readAhead int
@@ -103,8 +107,11 @@ func New(cfg Config) *Server {
 		cfg.MaxLineLength = 1024
 	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, inUse: map[int64]bool{},
+		cfg: cfg, log: cfg.Logger, locks: cfg.Locks,
 		sizes: newSizeCache(1 << 18), seenBatch: 500, readAhead: readAheadBytes,
+	}
+	if s.locks == nil {
+		s.locks = NewLocks()
 	}
 	s.sess = sessions.New(sessions.Config{
 		New: func(c net.Conn, id uint64, implicitTLS bool) sessions.Session {
@@ -159,22 +166,35 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 	return err
 }
 
+// Locks records the accounts whose maildrop a POP3 session holds (RFC
+// 1939 §8: exclusive access in the TRANSACTION state). It is safe for
+// concurrent use.
+type Locks struct {
+	mu    sync.Mutex
+	inUse map[int64]bool
+}
+
+// NewLocks returns an empty lock table.
+func NewLocks() *Locks { return &Locks{inUse: map[int64]bool{}} }
+
 // lock marks an account busy; false if another session holds it (RFC
 // 2449 §8.1.2, IN-USE).
 func (s *Server) lock(accountID int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inUse[accountID] {
+	l := s.locks
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inUse[accountID] {
 		return false
 	}
-	s.inUse[accountID] = true
+	l.inUse[accountID] = true
 	return true
 }
 
 func (s *Server) unlock(accountID int64) {
-	s.mu.Lock()
-	delete(s.inUse, accountID)
-	s.mu.Unlock()
+	l := s.locks
+	l.mu.Lock()
+	delete(l.inUse, accountID)
+	l.mu.Unlock()
 }
 
 // Shutdown stops accepting, interrupts sessions waiting for a command
