@@ -268,6 +268,13 @@ func (s *session) update() reply {
 			r.text += " (" + itoa(int64(len(uids))) + " messages deleted)"
 		}
 	}
+	// The maildrop is free once the UPDATE state is done, before the
+	// reply: a client that reconnects on reading +OK must not get
+	// IN-USE.
+	if s.locked {
+		s.srv.unlock(s.acct.ID)
+		s.locked = false
+	}
 	r.close = true
 	return r
 }
