@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,7 +24,10 @@ import (
 //	W: 300         wait that many milliseconds
 //	N2:            session 2 must have nothing to read for 300 ms
 //
-// In patterns "{*}" matches any text and everything else is literal.
+// In patterns "{*}" matches any text, "{=name}" matches a word (no space,
+// bracket or parenthesis) and remembers it as name, and everything else is
+// literal. In C lines "{=name}" is replaced by the remembered word, so that
+// a script can send back a UIDVALIDITY or MODSEQ the server chose.
 // Sessions connect on first use; their greeting is checked.
 func TestConformance(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "conformance", "*.txt"))
@@ -68,6 +72,7 @@ func runScript(t *testing.T, path string) {
 		return s
 	}
 	skip := map[int]bool{}
+	vars := map[string]string{}
 	subjects := 0
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -86,6 +91,10 @@ func runScript(t *testing.T, path string) {
 		switch m[1] {
 		case "C":
 			s := get(n)
+			arg, err := substitute(arg, vars)
+			if err != nil {
+				t.Fatalf("%s:%d: %v", path, i+1, err)
+			}
 			s.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if _, err := s.conn.Write([]byte(arg + "\r\n")); err != nil {
 				t.Fatalf("%s:%d: write: %v", path, i+1, err)
@@ -95,11 +104,14 @@ func runScript(t *testing.T, path string) {
 				skip[n] = true
 				continue
 			}
-			re := patternRE(arg)
+			re, names := patternRE(arg)
 			s := get(n)
 			for {
 				got := readScriptLine(t, s, i+1)
-				if re.MatchString(got) {
+				if m := re.FindStringSubmatch(got); m != nil {
+					for j, name := range names {
+						vars[name] = m[j+1]
+					}
 					break
 				}
 				if !skip[n] {
@@ -133,10 +145,46 @@ func readScriptLine(t *testing.T, s *scriptSession, lineNo int) string {
 	return strings.TrimRight(l, "\r\n")
 }
 
-func patternRE(p string) *regexp.Regexp {
-	parts := strings.Split(p, "{*}")
-	for i := range parts {
-		parts[i] = regexp.QuoteMeta(parts[i])
+var varRE = regexp.MustCompile(`\{\*\}|\{=(\w+)\}`)
+
+// patternRE compiles a script pattern and returns the names of its
+// captures in order.
+func patternRE(p string) (*regexp.Regexp, []string) {
+	var b strings.Builder
+	var names []string
+	b.WriteString("^")
+	last := 0
+	for _, m := range varRE.FindAllStringSubmatchIndex(p, -1) {
+		b.WriteString(regexp.QuoteMeta(p[last:m[0]]))
+		if m[2] < 0 {
+			b.WriteString(".*")
+		} else {
+			b.WriteString(`([^\s\[\]()]+)`)
+			names = append(names, p[m[2]:m[3]])
+		}
+		last = m[1]
 	}
-	return regexp.MustCompile("^" + strings.Join(parts, ".*") + "$")
+	b.WriteString(regexp.QuoteMeta(p[last:]))
+	b.WriteString("$")
+	return regexp.MustCompile(b.String()), names
+}
+
+// substitute replaces "{=name}" in a C line by the word a pattern captured.
+func substitute(line string, vars map[string]string) (string, error) {
+	var missing string
+	out := varRE.ReplaceAllStringFunc(line, func(m string) string {
+		if m == "{*}" {
+			return m
+		}
+		name := m[2 : len(m)-1]
+		v, ok := vars[name]
+		if !ok {
+			missing = name
+		}
+		return v
+	})
+	if missing != "" {
+		return "", fmt.Errorf("no captured value for {=%s}", missing)
+	}
+	return out, nil
 }
