@@ -64,6 +64,16 @@ func TestParseCommands(t *testing.T) {
 }
 
 func TestParseDetails(t *testing.T) {
+	// RFC 4959 §3: "=" is a zero-length initial response, not an absent one.
+	for s, want := range map[string]string{`a AUTHENTICATE PLAIN =`: "", `a AUTHENTICATE PLAIN AGpvZQBwdw==`: "\x00joe\x00pw"} {
+		a := mustParse(t, s, Options{}).Args.(*AuthenticateArgs)
+		if !a.HasInitial || a.Initial == nil || string(a.Initial) != want {
+			t.Errorf("%s: initial %q (nil %v, has %v)", s, a.Initial, a.Initial == nil, a.HasInitial)
+		}
+	}
+	if a := mustParse(t, `a AUTHENTICATE PLAIN`, Options{}).Args.(*AuthenticateArgs); a.HasInitial || a.Initial != nil {
+		t.Errorf("no initial response: %+v", a)
+	}
 	c := mustParse(t, `a FETCH 1:* (FLAGS BODY.PEEK[1.2.HEADER.FIELDS.NOT (From To)]<5.10>)`, Options{})
 	fa := c.Args.(*FetchArgs)
 	want := FetchItem{Name: "BODY", Peek: true, Section: &Section{Parts: []int{1, 2}, Specifier: "HEADER.FIELDS.NOT", Fields: []string{"From", "To"}}, Partial: &Partial{5, 10}}
