@@ -263,3 +263,29 @@ func TestAuthenticateCornerCases(t *testing.T) {
 		t.Errorf("AUTHENTICATE PLAIN after failures: %q", l)
 	}
 }
+
+// TestStartTLSDropsPipelined: RFC 9051 §6.2.1 (and RFC 3207's
+// CVE-2011-0411 lesson): a command sent after STARTTLS but before the
+// handshake must not run, inside TLS or out.
+func TestStartTLSDropsPipelined(t *testing.T) {
+	cfg := testTLSConfig(t)
+	ts := newTestServer(t, func(c *Config) { c.TLS = cfg })
+	r := ts.raw()
+	r.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.conn.Write([]byte("a STARTTLS\r\nb LOGIN alice@example.org \"" + testPass + "\"\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if l := r.line(); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("STARTTLS: %q", l)
+	}
+	tc := tls.Client(r.conn, &tls.Config{InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tr := &raw{t: t, conn: tc, br: bufio.NewReader(tc)}
+	// Still not authenticated: the injected LOGIN was dropped.
+	if l := tr.cmd("c", "SELECT INBOX"); len(l) != 1 || !strings.HasPrefix(l[0], "c BAD") {
+		t.Fatalf("after STARTTLS: %q", l)
+	}
+}

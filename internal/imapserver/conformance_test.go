@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -23,12 +24,14 @@ import (
 //	D: subject     deliver a message with that subject to INBOX (out of band)
 //	W: 300         wait that many milliseconds
 //	N2:            session 2 must have nothing to read for 300 ms
+//	T:             start TLS on session 1 (after its STARTTLS OK)
 //
 // In patterns "{*}" matches any text, "{=name}" matches a word (no space,
 // bracket or parenthesis) and remembers it as name, and everything else is
 // literal. In C lines "{=name}" is replaced by the remembered word, so that
 // a script can send back a UIDVALIDITY or MODSEQ the server chose.
-// Sessions connect on first use; their greeting is checked.
+// Sessions connect on first use; their greeting is checked. A script with
+// a T line runs on a server with a TLS certificate (STARTTLS offered).
 func TestConformance(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "conformance", "*.txt"))
 	if err != nil || len(files) == 0 {
@@ -46,14 +49,19 @@ type scriptSession struct {
 	br   *bufio.Reader
 }
 
-var lineRE = regexp.MustCompile(`^([CSDWN])(\d*):(?: (.*))?$`)
+var lineRE = regexp.MustCompile(`^([CSDWNT])(\d*):(?: (.*))?$`)
 
 func runScript(t *testing.T, path string) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := newTestServer(t)
+	var mods []func(*Config)
+	if regexp.MustCompile(`(?m)^T\d*:`).Match(data) {
+		cfg := testTLSConfig(t)
+		mods = append(mods, func(c *Config) { c.TLS = cfg })
+	}
+	ts := newTestServer(t, mods...)
 	sessions := map[int]*scriptSession{}
 	get := func(n int) *scriptSession {
 		if s := sessions[n]; s != nil {
@@ -125,6 +133,18 @@ func runScript(t *testing.T, path string) {
 		case "W":
 			ms, _ := strconv.Atoi(arg)
 			time.Sleep(time.Duration(ms) * time.Millisecond)
+		case "T":
+			s := get(n)
+			if s.br.Buffered() > 0 {
+				t.Fatalf("%s:%d: session %d: bytes after the STARTTLS reply", path, i+1, n)
+			}
+			tc := tls.Client(s.conn, &tls.Config{InsecureSkipVerify: true})
+			tc.SetDeadline(time.Now().Add(5 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				t.Fatalf("%s:%d: session %d: TLS handshake: %v", path, i+1, n, err)
+			}
+			tc.SetDeadline(time.Time{})
+			s.conn, s.br = tc, bufio.NewReader(tc)
 		case "N":
 			s := get(n)
 			s.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
