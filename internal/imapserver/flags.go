@@ -153,7 +153,7 @@ func (s *session) cmdCopy(cmd *imap.Command) reply {
 	// RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges.
 	s.w.Raw("* OK [").Raw(code).Raw("] Moved").CRLF()
 	for _, u := range src {
-		v.pending[u] = true
+		v.addPending(u, v.highest)
 	}
 	v.dirty = true
 	return ok("MOVE completed")
