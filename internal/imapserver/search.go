@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"mime"
-	"net/mail"
 	"strings"
 	"time"
 
@@ -179,11 +178,13 @@ func (sr *searcher) sentDate(c *candidate) (time.Time, bool) {
 	if c.parsed == nil || c.parsed.Envelope.Date == "" {
 		return time.Time{}, false
 	}
-	t, err := mail.ParseDate(c.parsed.Envelope.Date)
-	if err != nil {
+	// RFC 9051 §6.4.4: the date as written, "disregarding time and
+	// timezone"; read as leniently as SORT reads it (RFC 5256 §2.2).
+	wall, _, ok := parseDateField(c.parsed.Envelope.Date)
+	if !ok {
 		return time.Time{}, false
 	}
-	return dateOnly(t), true
+	return dateOnly(wall), true
 }
 
 func (sr *searcher) match(k *imap.SearchKey, c *candidate) bool {

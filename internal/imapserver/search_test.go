@@ -194,3 +194,36 @@ func searchResult(t *testing.T, r *raw, cmd string) string {
 	}
 	return res[0]
 }
+
+// TestSearchSentDates: SENTBEFORE, SENTON and SENTSINCE take the date a
+// Date: field shows, whatever its zone (RFC 9051 §6.4.4), and read the
+// field as leniently as SORT does: obsolete years and zones, comments, a
+// "Z" zone. A field that is no date matches none of them.
+func TestSearchSentDates(t *testing.T) {
+	ts := newTestServer(t)
+	for _, d := range []string{
+		"1 Mar 24 23:30 EST",
+		"Fri, 1 (Friday) Mar 2024 10:00:00 +0000",
+		"Fri, 01 Mar 2024 00:10:00 Z",
+		"Fri, 1 Mar 2024 23:59:60 -1100",
+		"Fri, 1 Mar 2024 00:30:00 +1400",
+		"yesterday",
+	} {
+		ts.deliver("INBOX", "Subject: dated\r\nDate: "+d+"\r\n\r\nx\r\n")
+	}
+	r := ts.raw()
+	r.login()
+	r.expectOK("s", "SELECT INBOX")
+	for _, tc := range []struct{ cmd, want string }{
+		{"SEARCH SENTON 1-Mar-2024", "1 2 3 4 5"},
+		{"SEARCH SENTBEFORE 2-Mar-2024", "1 2 3 4 5"},
+		{"SEARCH SENTSINCE 2-Mar-2024", ""},
+		{"SEARCH SENTBEFORE 1-Mar-2024", ""},
+		{"SEARCH SENTSINCE 1-Jan-1990", "1 2 3 4 5"},
+		{"SEARCH NOT SENTON 1-Mar-2024", "6"},
+	} {
+		if got := searchResult(t, r, tc.cmd); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.cmd, got, tc.want)
+		}
+	}
+}
