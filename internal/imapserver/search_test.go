@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"context"
+	"encoding/base64"
 	"strconv"
 	"strings"
 	"testing"
@@ -221,6 +222,42 @@ func TestSearchSentDates(t *testing.T) {
 		{"SEARCH SENTBEFORE 1-Mar-2024", ""},
 		{"SEARCH SENTSINCE 1-Jan-1990", "1 2 3 4 5"},
 		{"SEARCH NOT SENTON 1-Mar-2024", "6"},
+	} {
+		if got := searchResult(t, r, tc.cmd); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.cmd, got, tc.want)
+		}
+	}
+}
+
+// TestSearchDecodedText: BODY and TEXT find words that base64, quoted-
+// printable or a legacy charset hide in the stored bytes, in a single
+// part, in a multipart and in an attached message.
+func TestSearchDecodedText(t *testing.T) {
+	ts := newTestServer(t)
+	b64 := base64.StdEncoding.EncodeToString([]byte("Grüße aus Köln, the zebra said.\r\n"))
+	ts.deliver("INBOX", "Subject: one\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"+b64+"\r\n")
+	ts.deliver("INBOX", "Subject: two\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"+
+		"Caf=E9 cr=E8me with a very long line that is broken by a soft line br=\r\neak here.\r\n")
+	ts.deliver("INBOX", "Subject: three\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nplain part\r\n"+
+		"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"+
+		base64.StdEncoding.EncodeToString([]byte("<p>hidden giraffe</p>"))+"\r\n--b--\r\n")
+	ts.deliver("INBOX", "Subject: four\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"+
+		base64.StdEncoding.EncodeToString([]byte("zebra giraffe"))+"\r\n")
+	r := ts.raw()
+	r.login()
+	r.expectOK("e", "ENABLE UTF8=ACCEPT")
+	r.expectOK("s", "SELECT INBOX")
+	for _, tc := range []struct{ cmd, want string }{
+		{"SEARCH BODY zebra", "1"},
+		{`SEARCH BODY "KÖLN"`, "1"},
+		{`SEARCH TEXT "grüße"`, "1"},
+		{`SEARCH CHARSET UTF-8 BODY "café"`, "2"},
+		{`SEARCH BODY "soft line break here"`, "2"},
+		{"SEARCH BODY giraffe", "3"},
+		{"SEARCH TEXT giraffe", "3"},
+		{`SEARCH BODY "plain part"`, "3"},
+		// Attachments are not text: their bytes are searched as stored.
+		{"SEARCH NOT BODY giraffe", "1 2 4"},
 	} {
 		if got := searchResult(t, r, tc.cmd); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.cmd, got, tc.want)
