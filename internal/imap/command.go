@@ -23,7 +23,9 @@ type Command struct {
 type LoginArgs struct{ User, Pass string }
 
 // AuthenticateArgs are AUTHENTICATE's arguments; Initial is the decoded
-// SASL-IR initial response (RFC 4959), present when HasInitial.
+// SASL-IR initial response (RFC 4959), present when HasInitial, and then
+// never nil: "=" gives an empty, non-nil Initial, which a SASL mechanism
+// must not take for "no initial response".
 type AuthenticateArgs struct {
 	Mechanism  string
 	Initial    []byte
@@ -335,9 +337,9 @@ func (p *cmdParser) authenticate(cmd *Command) error {
 	}
 	a.Mechanism = strings.ToUpper(m)
 	if p.take(' ') {
-		// RFC 4959: "=" is an empty initial response.
+		// RFC 4959 §3: "=" is an empty initial response.
 		if p.take('=') {
-			a.HasInitial = true
+			a.Initial, a.HasInitial = []byte{}, true
 		} else {
 			s, err := p.word(isBase64Char, "base64")
 			if err != nil {

@@ -27,6 +27,17 @@ var DefaultLimits = Limits{MaxLine: 64 << 10, MaxLiteral: 64 << 20, MaxCommand: 
 // command) or is already sending (the connection must be closed).
 var ErrLineTooLong = errors.New("imap: line too long")
 
+// maxTagLen bounds the tag a framing error reports.
+const maxTagLen = 64
+
+// LineTooLongError is ErrLineTooLong (errors.Is) with the tag the line
+// began with, when it began with one, so that the command can still be
+// answered with a tagged BAD.
+type LineTooLongError struct{ Tag string }
+
+func (e *LineTooLongError) Error() string        { return ErrLineTooLong.Error() }
+func (e *LineTooLongError) Is(target error) bool { return target == ErrLineTooLong }
+
 // LiteralTooBigError reports a literal over the limit.
 type LiteralTooBigError struct {
 	Size int64
@@ -41,14 +52,19 @@ func (e *LiteralTooBigError) Error() string {
 
 // ReadLine reads one CRLF- or LF-terminated line of at most max bytes and
 // returns it without the line ending. Over-long lines are discarded up to
-// their end and reported as ErrLineTooLong.
+// their end and reported as a *LineTooLongError.
 func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
 	var line []byte
 	for {
 		chunk, err := r.ReadSlice('\n')
 		if len(line)+len(chunk) > max+2 {
+			start := line
+			if len(start) == 0 {
+				start = chunk
+			}
+			tooLong := &LineTooLongError{Tag: tagOf(start)}
 			if err == nil {
-				return nil, ErrLineTooLong
+				return nil, tooLong
 			}
 			line = nil
 			for errors.Is(err, bufio.ErrBufferFull) {
@@ -57,7 +73,7 @@ func ReadLine(r *bufio.Reader, max int) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			return nil, ErrLineTooLong
+			return nil, tooLong
 		}
 		line = append(line, chunk...)
 		if err == nil {
@@ -109,6 +125,10 @@ func ReadCommand(r *bufio.Reader, lim Limits, cont func() error) ([]byte, error)
 	for {
 		line, err := ReadLine(r, lim.MaxLine)
 		if err != nil {
+			if len(cmd) > 0 && errors.Is(err, ErrLineTooLong) {
+				// A line after a literal: the tag is the command's.
+				err = &LineTooLongError{Tag: tagOf(cmd)}
+			}
 			return nil, err
 		}
 		cmd = append(cmd, line...)
@@ -142,9 +162,11 @@ func ReadCommand(r *bufio.Reader, lim Limits, cont func() error) ([]byte, error)
 	}
 }
 
+// tagOf returns the tag a command starts with, or "" when it starts
+// with none.
 func tagOf(cmd []byte) string {
 	i := bytes.IndexByte(cmd, ' ')
-	if i <= 0 {
+	if i <= 0 || i > maxTagLen {
 		return ""
 	}
 	for _, c := range cmd[:i] {

@@ -3,6 +3,7 @@ package imap
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -64,6 +65,16 @@ func TestParseCommands(t *testing.T) {
 }
 
 func TestParseDetails(t *testing.T) {
+	// RFC 4959 §3: "=" is a zero-length initial response, not an absent one.
+	for s, want := range map[string]string{`a AUTHENTICATE PLAIN =`: "", `a AUTHENTICATE PLAIN AGpvZQBwdw==`: "\x00joe\x00pw"} {
+		a := mustParse(t, s, Options{}).Args.(*AuthenticateArgs)
+		if !a.HasInitial || a.Initial == nil || string(a.Initial) != want {
+			t.Errorf("%s: initial %q (nil %v, has %v)", s, a.Initial, a.Initial == nil, a.HasInitial)
+		}
+	}
+	if a := mustParse(t, `a AUTHENTICATE PLAIN`, Options{}).Args.(*AuthenticateArgs); a.HasInitial || a.Initial != nil {
+		t.Errorf("no initial response: %+v", a)
+	}
 	c := mustParse(t, `a FETCH 1:* (FLAGS BODY.PEEK[1.2.HEADER.FIELDS.NOT (From To)]<5.10>)`, Options{})
 	fa := c.Args.(*FetchArgs)
 	want := FetchItem{Name: "BODY", Peek: true, Section: &Section{Parts: []int{1, 2}, Specifier: "HEADER.FIELDS.NOT", Fields: []string{"From", "To"}}, Partial: &Partial{5, 10}}
@@ -122,7 +133,7 @@ func TestMUTF7(t *testing.T) {
 }
 
 func TestReadCommand(t *testing.T) {
-	in := "a LOGIN {3}\r\njoe {2+}\r\npw\r\nb NOOP\r\n" + strings.Repeat("x", 100) + "\r\nc NOOP\r\nd APPEND x {999}\r\n"
+	in := "a LOGIN {3}\r\njoe {2+}\r\npw\r\nb NOOP\r\nt1 " + strings.Repeat("x", 100) + "\r\nc NOOP\r\nd APPEND x {999}\r\n"
 	r := bufio.NewReaderSize(strings.NewReader(in), 16)
 	conts := 0
 	lim := Limits{MaxLine: 50, MaxLiteral: 100, MaxCommand: 200}
@@ -133,7 +144,8 @@ func TestReadCommand(t *testing.T) {
 	if cmd, _ = ReadCommand(r, lim, nil); string(cmd) != "b NOOP" {
 		t.Fatalf("got %q", cmd)
 	}
-	if _, err = ReadCommand(r, lim, nil); err != ErrLineTooLong {
+	var long *LineTooLongError
+	if _, err = ReadCommand(r, lim, nil); !errors.Is(err, ErrLineTooLong) || !errors.As(err, &long) || long.Tag != "t1" {
 		t.Fatalf("long line: %v", err)
 	}
 	if cmd, _ = ReadCommand(r, lim, nil); string(cmd) != "c NOOP" {
@@ -207,12 +219,36 @@ func FuzzWriterRoundTrip(f *testing.F) {
 	})
 }
 
+// TestLineTooLongTag: the tag of an over-long command is reported, also
+// when the long line follows a literal, and never one that is no tag.
+func TestLineTooLongTag(t *testing.T) {
+	lim := Limits{MaxLine: 50, MaxLiteral: 100, MaxCommand: 200}
+	long := strings.Repeat("A", 100)
+	for in, want := range map[string]string{
+		"a1 AUTHENTICATE PLAIN " + long + "\r\n":      "a1",
+		"a2 LOGIN {3+}\r\njoe " + long + "\r\n":       "a2",
+		long + "\r\n":                                 "",
+		"+ " + long + "\r\n":                          "",
+		strings.Repeat("t", 70) + " " + long + "\r\n": "",
+	} {
+		r := bufio.NewReaderSize(strings.NewReader(in+"n NOOP\r\n"), 16)
+		_, err := ReadCommand(r, lim, func() error { return nil })
+		var e *LineTooLongError
+		if !errors.As(err, &e) || e.Tag != want {
+			t.Errorf("%.30q: %v (%+v), want tag %q", in, err, e, want)
+		}
+		if cmd, err := ReadCommand(r, lim, nil); string(cmd) != "n NOOP" {
+			t.Errorf("%.30q: next command %q, %v", in, cmd, err)
+		}
+	}
+}
+
 func FuzzReadCommand(f *testing.F) {
 	f.Add([]byte("a LOGIN {3}\r\njoe {2+}\r\npw\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bufio.NewReaderSize(bytes.NewReader(b), 16)
 		for i := 0; i < 10; i++ {
-			if _, err := ReadCommand(r, Limits{MaxLine: 100, MaxLiteral: 100, MaxCommand: 300}, func() error { return nil }); err != nil && err != ErrLineTooLong {
+			if _, err := ReadCommand(r, Limits{MaxLine: 100, MaxLiteral: 100, MaxCommand: 300}, func() error { return nil }); err != nil && !errors.Is(err, ErrLineTooLong) {
 				return
 			}
 		}

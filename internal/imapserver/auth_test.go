@@ -182,3 +182,111 @@ func TestIdleMax(t *testing.T) {
 		t.Errorf("after IdleMax got %q", l)
 	}
 }
+
+// TestAuthenticateCornerCases: RFC 9051 §6.2.2 and RFC 4959. A "*" line or
+// bad base64 ends the exchange with a tagged BAD, "=" is an empty initial
+// response (not an absent one), a wrong SCRAM proof is NO
+// [AUTHENTICATIONFAILED], and responses too long are refused without
+// leaving bytes behind that would be read as commands.
+func TestAuthenticateCornerCases(t *testing.T) {
+	ts := newTestServer(t)
+	r := ts.raw()
+	// exchange sends lines and returns the first line that is no
+	// continuation request, after checking every "+" came where expected.
+	exchange := func(lines ...string) string {
+		t.Helper()
+		for i, l := range lines {
+			r.send(l)
+			if i < len(lines)-1 {
+				if got := r.line(); !strings.HasPrefix(got, "+") {
+					t.Fatalf("after %.40q: %q, want a continuation", l, got)
+				}
+			}
+		}
+		return r.line()
+	}
+	for _, tc := range []struct {
+		lines []string
+		want  string
+	}{
+		{[]string{"a AUTHENTICATE PLAIN", "*"}, "a BAD "},
+		{[]string{"b AUTHENTICATE PLAIN", "not base64!"}, "b BAD "},
+		{[]string{"c AUTHENTICATE PLAIN", "AGFsaWNl="}, "c BAD "}, // bad padding
+		{[]string{"d AUTHENTICATE PLAIN AGFsaWNl!"}, "d BAD "},
+		{[]string{"e AUTHENTICATE PLAIN abc"}, "e BAD "},
+		// An empty PLAIN message is malformed; before the fix the server
+		// took "=" for no response, sent "+" and read the next command as
+		// the SASL answer.
+		{[]string{"f AUTHENTICATE PLAIN ="}, "f BAD "},
+		{[]string{"g AUTHENTICATE SCRAM-SHA-256 ="}, "g BAD "},
+		// "=" is for the initial response only (RFC 4959 §3).
+		{[]string{"h AUTHENTICATE PLAIN", "="}, "h BAD "},
+		{[]string{"i AUTHENTICATE PLAIN", ""}, "i BAD "},
+		// Decodes to more than any mechanism reads in one step.
+		{[]string{"j AUTHENTICATE PLAIN " + strings.Repeat("QUFB", 1500)}, "j BAD "},
+		{[]string{"k AUTHENTICATE PLAIN", strings.Repeat("QUFB", 5000)}, "k BAD "},
+		// Over the pre-login line limit: refused before any parsing, but
+		// still answered by its tag.
+		{[]string{"l AUTHENTICATE PLAIN " + strings.Repeat("QUFB", 3000)}, "l BAD "},
+		{[]string{"m AUTHENTICATE NTLM"}, "m NO "},
+	} {
+		if got := exchange(tc.lines...); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%.40q: %q, want %s...", tc.lines, got, tc.want)
+		}
+		// The session is in step: the next command is answered as one.
+		if got := r.cmd("n", "NOOP"); len(got) != 1 || got[0] != "n OK NOOP completed" {
+			t.Fatalf("after %.40q: NOOP answered %q", tc.lines, got)
+		}
+	}
+
+	// SCRAM-SHA-256 with a proof from the wrong password.
+	client, _ := scram.SHA256.NewClient("alice@example.org", "wrong horse battery", "")
+	conv := client.NewConversation()
+	first, _ := conv.Step("")
+	r.send("s AUTHENTICATE SCRAM-SHA-256 " + base64.StdEncoding.EncodeToString([]byte(first)))
+	l := r.line()
+	if !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("SCRAM server-first: %q", l)
+	}
+	chal, _ := base64.StdEncoding.DecodeString(l[2:])
+	final, err := conv.Step(string(chal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.send(base64.StdEncoding.EncodeToString([]byte(final)))
+	if l := r.line(); !strings.HasPrefix(l, "s NO [AUTHENTICATIONFAILED]") {
+		t.Errorf("SCRAM wrong proof: %q", l)
+	}
+
+	// After all that, a good AUTHENTICATE still logs in.
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice@example.org\x00" + testPass))
+	if l := exchange("t AUTHENTICATE PLAIN", plain); !strings.HasPrefix(l, "t OK [CAPABILITY ") {
+		t.Errorf("AUTHENTICATE PLAIN after failures: %q", l)
+	}
+}
+
+// TestStartTLSDropsPipelined: RFC 9051 §6.2.1 (and RFC 3207's
+// CVE-2011-0411 lesson): a command sent after STARTTLS but before the
+// handshake must not run, inside TLS or out.
+func TestStartTLSDropsPipelined(t *testing.T) {
+	cfg := testTLSConfig(t)
+	ts := newTestServer(t, func(c *Config) { c.TLS = cfg })
+	r := ts.raw()
+	r.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.conn.Write([]byte("a STARTTLS\r\nb LOGIN alice@example.org \"" + testPass + "\"\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if l := r.line(); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("STARTTLS: %q", l)
+	}
+	tc := tls.Client(r.conn, &tls.Config{InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tr := &raw{t: t, conn: tc, br: bufio.NewReader(tc)}
+	// Still not authenticated: the injected LOGIN was dropped.
+	if l := tr.cmd("c", "SELECT INBOX"); len(l) != 1 || !strings.HasPrefix(l[0], "c BAD") {
+		t.Fatalf("after STARTTLS: %q", l)
+	}
+}

@@ -2,6 +2,8 @@ package imapserver
 
 import (
 	"bufio"
+	"crypto/tls"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,9 +24,14 @@ import (
 //	D: subject     deliver a message with that subject to INBOX (out of band)
 //	W: 300         wait that many milliseconds
 //	N2:            session 2 must have nothing to read for 300 ms
+//	T:             start TLS on session 1 (after its STARTTLS OK)
 //
-// In patterns "{*}" matches any text and everything else is literal.
-// Sessions connect on first use; their greeting is checked.
+// In patterns "{*}" matches any text, "{=name}" matches a word (no space,
+// bracket or parenthesis) and remembers it as name, and everything else is
+// literal. In C lines "{=name}" is replaced by the remembered word, so that
+// a script can send back a UIDVALIDITY or MODSEQ the server chose.
+// Sessions connect on first use; their greeting is checked. A script with
+// a T line runs on a server with a TLS certificate (STARTTLS offered).
 func TestConformance(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "conformance", "*.txt"))
 	if err != nil || len(files) == 0 {
@@ -42,14 +49,19 @@ type scriptSession struct {
 	br   *bufio.Reader
 }
 
-var lineRE = regexp.MustCompile(`^([CSDWN])(\d*):(?: (.*))?$`)
+var lineRE = regexp.MustCompile(`^([CSDWNT])(\d*):(?: (.*))?$`)
 
 func runScript(t *testing.T, path string) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := newTestServer(t)
+	var mods []func(*Config)
+	if regexp.MustCompile(`(?m)^T\d*:`).Match(data) {
+		cfg := testTLSConfig(t)
+		mods = append(mods, func(c *Config) { c.TLS = cfg })
+	}
+	ts := newTestServer(t, mods...)
 	sessions := map[int]*scriptSession{}
 	get := func(n int) *scriptSession {
 		if s := sessions[n]; s != nil {
@@ -68,6 +80,7 @@ func runScript(t *testing.T, path string) {
 		return s
 	}
 	skip := map[int]bool{}
+	vars := map[string]string{}
 	subjects := 0
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -86,6 +99,10 @@ func runScript(t *testing.T, path string) {
 		switch m[1] {
 		case "C":
 			s := get(n)
+			arg, err := substitute(arg, vars)
+			if err != nil {
+				t.Fatalf("%s:%d: %v", path, i+1, err)
+			}
 			s.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if _, err := s.conn.Write([]byte(arg + "\r\n")); err != nil {
 				t.Fatalf("%s:%d: write: %v", path, i+1, err)
@@ -95,11 +112,14 @@ func runScript(t *testing.T, path string) {
 				skip[n] = true
 				continue
 			}
-			re := patternRE(arg)
+			re, names := patternRE(arg)
 			s := get(n)
 			for {
 				got := readScriptLine(t, s, i+1)
-				if re.MatchString(got) {
+				if m := re.FindStringSubmatch(got); m != nil {
+					for j, name := range names {
+						vars[name] = m[j+1]
+					}
 					break
 				}
 				if !skip[n] {
@@ -113,6 +133,18 @@ func runScript(t *testing.T, path string) {
 		case "W":
 			ms, _ := strconv.Atoi(arg)
 			time.Sleep(time.Duration(ms) * time.Millisecond)
+		case "T":
+			s := get(n)
+			if s.br.Buffered() > 0 {
+				t.Fatalf("%s:%d: session %d: bytes after the STARTTLS reply", path, i+1, n)
+			}
+			tc := tls.Client(s.conn, &tls.Config{InsecureSkipVerify: true})
+			tc.SetDeadline(time.Now().Add(5 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				t.Fatalf("%s:%d: session %d: TLS handshake: %v", path, i+1, n, err)
+			}
+			tc.SetDeadline(time.Time{})
+			s.conn, s.br = tc, bufio.NewReader(tc)
 		case "N":
 			s := get(n)
 			s.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
@@ -133,10 +165,46 @@ func readScriptLine(t *testing.T, s *scriptSession, lineNo int) string {
 	return strings.TrimRight(l, "\r\n")
 }
 
-func patternRE(p string) *regexp.Regexp {
-	parts := strings.Split(p, "{*}")
-	for i := range parts {
-		parts[i] = regexp.QuoteMeta(parts[i])
+var varRE = regexp.MustCompile(`\{\*\}|\{=(\w+)\}`)
+
+// patternRE compiles a script pattern and returns the names of its
+// captures in order.
+func patternRE(p string) (*regexp.Regexp, []string) {
+	var b strings.Builder
+	var names []string
+	b.WriteString("^")
+	last := 0
+	for _, m := range varRE.FindAllStringSubmatchIndex(p, -1) {
+		b.WriteString(regexp.QuoteMeta(p[last:m[0]]))
+		if m[2] < 0 {
+			b.WriteString(".*")
+		} else {
+			b.WriteString(`([^\s\[\]()]+)`)
+			names = append(names, p[m[2]:m[3]])
+		}
+		last = m[1]
 	}
-	return regexp.MustCompile("^" + strings.Join(parts, ".*") + "$")
+	b.WriteString(regexp.QuoteMeta(p[last:]))
+	b.WriteString("$")
+	return regexp.MustCompile(b.String()), names
+}
+
+// substitute replaces "{=name}" in a C line by the word a pattern captured.
+func substitute(line string, vars map[string]string) (string, error) {
+	var missing string
+	out := varRE.ReplaceAllStringFunc(line, func(m string) string {
+		if m == "{*}" {
+			return m
+		}
+		name := m[2 : len(m)-1]
+		v, ok := vars[name]
+		if !ok {
+			missing = name
+		}
+		return v
+	})
+	if missing != "" {
+		return "", fmt.Errorf("no captured value for {=%s}", missing)
+	}
+	return out, nil
 }

@@ -306,9 +306,16 @@ func (s *session) sendContinuation() error {
 
 func (s *session) readError(err error) bool {
 	var big *imap.LiteralTooBigError
+	var long *imap.LineTooLongError
 	switch {
 	case errors.Is(err, imap.ErrLineTooLong):
-		s.w.Raw("* BAD line too long").CRLF()
+		// Answer the command by its tag when the line began with one, so
+		// that a client waiting for it does not hang.
+		if errors.As(err, &long) && long.Tag != "" {
+			s.writeTagged(long.Tag, bad("line too long"))
+		} else {
+			s.w.Raw("* BAD line too long").CRLF()
+		}
 		s.errors++
 		return s.flush() == nil && s.errors < maxErrors
 	case errors.As(err, &big):

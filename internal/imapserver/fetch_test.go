@@ -1,6 +1,8 @@
 package imapserver
 
 import (
+	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -113,4 +115,74 @@ func parseSection(s string) *imap.FetchItemBodySection {
 		}
 	}
 	return item
+}
+
+// TestFetchHeaderFieldsExact checks HEADER.FIELDS and HEADER.FIELDS.NOT,
+// at the top and inside a message/rfc822 part, to the byte: continuation
+// lines stay with their field, repeated fields all appear, a field name
+// is matched whole and without case, and the blank line ends the result
+// (RFC 9051 §6.4.5).
+func TestFetchHeaderFieldsExact(t *testing.T) {
+	const folded = "Subject: a\r\nX-Long: one\r\n two\r\n\tthree\r\nsubject: again\r\nFrom: x@y\r\n" +
+		"X-Subject: no\r\nTo : z@y\r\n\r\nbody\r\n"
+	ts := newTestServer(t)
+	ts.deliver("INBOX", nestedMsg)
+	ts.deliver("INBOX", folded)
+	ts.deliver("INBOX", "Subject: no body\r\nFrom: q@r\r\n")
+	r := ts.raw()
+	r.login()
+	r.expectOK("s", "SELECT INBOX")
+	for _, tc := range []struct{ fetch, label, want string }{
+		{"1 BODY.PEEK[HEADER.FIELDS.NOT (Subject content-type)]", "BODY[HEADER.FIELDS.NOT (Subject content-type)]",
+			"From: a@example.net\r\nMIME-Version: 1.0\r\n\r\n"},
+		{"1 BODY.PEEK[HEADER.FIELDS.NOT (from subject mime-version content-type)]",
+			"BODY[HEADER.FIELDS.NOT (from subject mime-version content-type)]", "\r\n"},
+		{"1 BODY.PEEK[2.HEADER.FIELDS (subject FROM)]", "BODY[2.HEADER.FIELDS (subject FROM)]",
+			"From: c@example.net\r\nSubject: inner\r\n\r\n"},
+		{"1 BODY.PEEK[2.HEADER.FIELDS (X-None)]", "BODY[2.HEADER.FIELDS (X-None)]", "\r\n"},
+		{"1 BODY.PEEK[2.HEADER.FIELDS.NOT (subject)]", "BODY[2.HEADER.FIELDS.NOT (subject)]",
+			"From: c@example.net\r\nContent-Type: multipart/alternative; boundary=\"YY\"\r\n\r\n"},
+		{"1 BODY.PEEK[HEADER.FIELDS (subject)]<3.10>", "BODY[HEADER.FIELDS (subject)]<3>", "ject: nest"},
+		{"2 BODY.PEEK[HEADER.FIELDS (subject x-long to)]", "BODY[HEADER.FIELDS (subject x-long to)]",
+			"Subject: a\r\nX-Long: one\r\n two\r\n\tthree\r\nsubject: again\r\nTo : z@y\r\n\r\n"},
+		{"2 BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT X-LONG)]", "BODY[HEADER.FIELDS.NOT (SUBJECT X-LONG)]",
+			"From: x@y\r\nX-Subject: no\r\nTo : z@y\r\n\r\n"},
+		{"3 BODY.PEEK[HEADER.FIELDS.NOT (from)]", "BODY[HEADER.FIELDS.NOT (from)]", "Subject: no body\r\n\r\n"},
+	} {
+		got, label := fetchLiteral(t, r, tc.fetch)
+		if label != tc.label || got != tc.want {
+			t.Errorf("FETCH %s: %s %q, want %s %q", tc.fetch, label, got, tc.label, tc.want)
+		}
+	}
+	// PEEK left every message unseen.
+	if lines := r.expectOK("f", "SEARCH SEEN"); lines[0] != "* SEARCH" {
+		t.Errorf("after BODY.PEEK: %q", lines)
+	}
+}
+
+// fetchLiteral runs "FETCH <args>" for one item answered with a literal,
+// and returns the literal's exact bytes and the item's label.
+func fetchLiteral(t *testing.T, r *raw, args string) (string, string) {
+	t.Helper()
+	r.send("x FETCH " + args)
+	l := r.line()
+	open := strings.LastIndexByte(l, '{')
+	_, item, _ := strings.Cut(l, " FETCH (")
+	if open < 0 || !strings.HasSuffix(l, "}") || item == "" {
+		r.until("x")
+		t.Errorf("FETCH %s: %q", args, l)
+		return "", ""
+	}
+	n, err := strconv.Atoi(l[open+1 : len(l)-1])
+	if err != nil {
+		t.Fatalf("FETCH %s: %q", args, l)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r.br, buf); err != nil {
+		t.Fatal(err)
+	}
+	if rest := r.until("x"); rest[0] != ")" || !strings.HasPrefix(rest[len(rest)-1], "x OK") {
+		t.Errorf("FETCH %s: after the literal %q", args, rest)
+	}
+	return string(buf), strings.TrimSpace(item[:strings.LastIndexByte(item, '{')])
 }

@@ -153,7 +153,7 @@ func (s *session) cmdCopy(cmd *imap.Command) reply {
 	// RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges.
 	s.w.Raw("* OK [").Raw(code).Raw("] Moved").CRLF()
 	for _, u := range src {
-		v.pending[u] = true
+		v.addPending(u, v.highest)
 	}
 	v.dirty = true
 	return ok("MOVE completed")
@@ -175,15 +175,28 @@ func (s *session) cmdAppend(cmd *imap.Command) reply {
 			return bad("Cannot store flag " + f)
 		}
 	}
+	bodies := make([][]byte, len(args.Messages))
+	var total int64
+	for i := range args.Messages {
+		bodies[i] = appendBody(&args.Messages[i])
+		total += int64(len(bodies[i]))
+	}
+	// RFC 9208 §4.3: refuse before writing anything when the messages
+	// cannot all fit; the store still checks each one as it goes.
+	if acct, err := s.srv.cfg.Store.AccountByID(s.ctx, s.acct.ID); err != nil {
+		return s.storeError(err, "APPEND")
+	} else if acct.QuotaBytes > 0 && acct.UsedBytes+total > acct.QuotaBytes {
+		return no("OVERQUOTA", "APPEND: quota exceeded")
+	}
 	var uids []uint32
 	var uv uint32
-	for _, m := range args.Messages {
+	for i, m := range args.Messages {
 		date := m.Date
 		if !m.HasDate {
 			date = time.Now()
 		}
 		d, err := s.srv.cfg.Store.Append(s.ctx, store.AppendRequest{
-			AccountID: s.acct.ID, MailboxID: mb.ID, Body: bytes.NewReader(appendBody(&m)),
+			AccountID: s.acct.ID, MailboxID: mb.ID, Body: bytes.NewReader(bodies[i]),
 			Flags: m.Flags, InternalDate: date,
 		})
 		if err != nil {

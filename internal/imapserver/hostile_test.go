@@ -147,7 +147,7 @@ func TestPreAuthLimits(t *testing.T) {
 		t.Fatalf("big sync literal before login: %q", lines)
 	}
 	r.send("b ID (\"name\" \"" + strings.Repeat("x", 9<<10) + "\")")
-	if l := r.line(); !strings.HasPrefix(l, "* BAD") {
+	if l := r.line(); !strings.HasPrefix(l, "b BAD") {
 		t.Fatalf("long line before login: %q", l)
 	}
 	r.login()

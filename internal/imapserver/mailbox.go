@@ -192,6 +192,8 @@ type listEntry struct {
 	mb       *store.Mailbox
 	children bool
 	sub      bool
+	// noselect: LSUB lists the name only for a subscribed descendant.
+	noselect bool
 }
 
 func (s *session) cmdList(cmd *imap.Command) reply {
@@ -243,20 +245,57 @@ func (s *session) cmdList(cmd *imap.Command) reply {
 			}
 		}
 	}
+	var lsubParent map[string]bool
+	if lsub {
+		lsubParent = lsubPlaceholders(args, entries)
+	}
+	style := listStyle{verb: cmd.Name, lsub: lsub, returnSub: returnSub, extended: args.Extended}
 	for _, e := range entries {
 		childInfo := subChild[e.name]
-		if subscribedOnly && !e.sub && !childInfo || specialOnly && (e.mb == nil || e.mb.SpecialUse == "") {
+		if lsubParent[e.name] {
+			e.noselect = true
+		} else if subscribedOnly && !e.sub && !childInfo {
+			continue
+		}
+		if !subscribedOnly && e.mb == nil && !e.children {
+			// Only a subscription names it (the mailbox was deleted):
+			// LIST selects existing mailboxes and their parents (RFC
+			// 5258 §3: SUBSCRIBED alone selects such names).
+			continue
+		}
+		if specialOnly && (e.mb == nil || e.mb.SpecialUse == "") {
 			continue
 		}
 		if !matchesAny(args, e.name) {
 			continue
 		}
-		s.writeListEntry(cmd.Name, e, returnSub, lsub, childInfo)
+		s.writeListEntry(style, e, childInfo)
 		if e.mb != nil && len(args.StatusItems) > 0 {
 			s.writeStatus(e.mb, args.StatusItems)
 		}
 	}
 	return ok(cmd.Name + " completed")
+}
+
+// lsubPlaceholders returns the unsubscribed names LSUB must still list,
+// as \Noselect: RFC 3501 §6.3.9: with "foo/bar" subscribed and "foo" not,
+// LSUB "" "%" returns "foo", since the pattern does not reach "foo/bar".
+func lsubPlaceholders(args *imap.ListArgs, entries []listEntry) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range entries {
+		if !e.sub || matchesAny(args, e.name) {
+			continue
+		}
+		for i := strings.LastIndexByte(e.name, '/'); i > 0; i = strings.LastIndexByte(e.name[:i], '/') {
+			out[e.name[:i]] = true
+		}
+	}
+	for _, e := range entries {
+		if e.sub {
+			delete(out, e.name)
+		}
+	}
+	return out
 }
 
 func matchesAny(args *imap.ListArgs, name string) bool {
@@ -272,27 +311,35 @@ func matchesAny(args *imap.ListArgs, name string) bool {
 	return false
 }
 
-func (s *session) writeListEntry(verb string, e listEntry, returnSub, lsub, childInfo bool) {
+// listStyle says how cmdList writes its entries.
+type listStyle struct {
+	verb      string // LIST or LSUB
+	lsub      bool
+	returnSub bool // \Subscribed on subscribed entries
+	extended  bool // RFC 5258 extended LIST syntax
+}
+
+func (s *session) writeListEntry(st listStyle, e listEntry, childInfo bool) {
 	var attrs []string
-	if e.mb == nil {
-		if lsub || !s.rev2 {
-			attrs = append(attrs, `\Noselect`)
-		} else {
-			attrs = append(attrs, `\NonExistent`)
-		}
+	switch {
+	case e.mb == nil && !st.lsub && (s.rev2 || st.extended):
+		// RFC 5258 §3.4, RFC 9051 §7.3.1: a name with no mailbox.
+		attrs = append(attrs, `\NonExistent`)
+	case e.mb == nil, e.noselect:
+		attrs = append(attrs, `\Noselect`)
 	}
 	if e.children {
 		attrs = append(attrs, `\HasChildren`)
 	} else {
 		attrs = append(attrs, `\HasNoChildren`)
 	}
-	if returnSub && e.sub && !lsub {
+	if st.returnSub && e.sub && !st.lsub {
 		attrs = append(attrs, `\Subscribed`)
 	}
 	if e.mb != nil && e.mb.SpecialUse != "" {
 		attrs = append(attrs, e.mb.SpecialUse)
 	}
-	s.w.Raw("* ").Raw(verb).SP().Flags(attrs).Raw(` "/" `).Mailbox(e.name)
+	s.w.Raw("* ").Raw(st.verb).SP().Flags(attrs).Raw(` "/" `).Mailbox(e.name)
 	if childInfo {
 		s.w.Raw(` ("CHILDINFO" ("SUBSCRIBED"))`)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"mime"
-	"net/mail"
 	"strings"
 	"time"
 
@@ -179,11 +178,13 @@ func (sr *searcher) sentDate(c *candidate) (time.Time, bool) {
 	if c.parsed == nil || c.parsed.Envelope.Date == "" {
 		return time.Time{}, false
 	}
-	t, err := mail.ParseDate(c.parsed.Envelope.Date)
-	if err != nil {
+	// RFC 9051 §6.4.4: the date as written, "disregarding time and
+	// timezone"; read as leniently as SORT reads it (RFC 5256 §2.2).
+	wall, _, ok := parseDateField(c.parsed.Envelope.Date)
+	if !ok {
 		return time.Time{}, false
 	}
-	return dateOnly(t), true
+	return dateOnly(wall), true
 }
 
 func (sr *searcher) match(k *imap.SearchKey, c *candidate) bool {
@@ -280,9 +281,9 @@ func (sr *searcher) match(k *imap.SearchKey, c *candidate) bool {
 		if c.body == nil {
 			return false
 		}
-		return bytesContainsFold(c.body[len(c.header):], k.Value)
+		return bytesContainsFold(c.body[len(c.header):], k.Value) || c.parsed != nil && decodedContains(c.body, c.parsed.Structure, k.Value)
 	case "TEXT":
-		return bytesContainsFold(c.body, k.Value)
+		return bytesContainsFold(c.body, k.Value) || c.parsed != nil && decodedContains(c.body, c.parsed.Structure, k.Value)
 	}
 	return false
 }
@@ -348,6 +349,39 @@ func containsUID(list []uint32, uid uint32) bool {
 		}
 	}
 	return false
+}
+
+// maxDecodedSearch bounds the decoded text BODY and TEXT read of one part.
+const maxDecodedSearch = 4 << 20
+
+// decodedContains reports whether a text part of the message raw, decoded
+// from its transfer encoding and charset, contains sub: BODY and TEXT
+// (RFC 9051 §6.4.4) look for what the user reads, which base64, quoted-
+// printable or a legacy charset hide from a search of the stored bytes.
+// Parts whose stored bytes are their text were searched already.
+func decodedContains(raw []byte, p *message.Part, sub string) bool {
+	switch {
+	case p == nil:
+		return false
+	case p.Type == "multipart":
+		for _, c := range p.Parts {
+			if decodedContains(raw, c, sub) {
+				return true
+			}
+		}
+		return false
+	case isMessagePart(p):
+		return decodedContains(raw, p.Message, sub)
+	case p.Type != "text" || p.End > int64(len(raw)):
+		return false
+	}
+	enc := strings.ToLower(p.Encoding)
+	cs := strings.ToLower(message.ParamValue(p.Params, "charset"))
+	if enc != "base64" && enc != "quoted-printable" && (cs == "" || cs == "utf-8" || cs == "us-ascii") {
+		return false
+	}
+	text, err := message.DecodedText(bytes.NewReader(raw), p, maxDecodedSearch)
+	return err == nil && containsFold(text, sub)
 }
 
 func bytesContainsFold(b []byte, sub string) bool {

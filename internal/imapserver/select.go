@@ -26,8 +26,10 @@ type selected struct {
 	base uint64
 	// highest is the modseq up to which changes have been applied.
 	highest uint64
-	// pending holds UIDs expunged elsewhere and not yet announced.
-	pending map[uint32]bool
+	// pending holds UIDs expunged elsewhere and not yet announced;
+	// pendingFloor is a modseq below all of their expunges.
+	pending      map[uint32]bool
+	pendingFloor uint64
 	// dirty: the store signalled a change not yet read. mustRead: read
 	// it at the next chance (this session appended to the mailbox).
 	dirty, mustRead bool
@@ -60,6 +62,15 @@ func (v *selected) noteModSeq(uid uint32, modseq uint64) {
 	if modseq > v.known(uid) {
 		v.seen[uid] = modseq
 	}
+}
+
+// addPending holds back the expunge of uid, which happened after
+// modseq floor.
+func (v *selected) addPending(uid uint32, floor uint64) {
+	if len(v.pending) == 0 || floor < v.pendingFloor {
+		v.pendingFloor = floor
+	}
+	v.pending[uid] = true
 }
 
 func (v *selected) maxUID() uint32 {
@@ -203,15 +214,24 @@ func (s *session) sync(allowExpunge, force bool) {
 		v.dirty, v.mustRead = false, false
 		s.readChanges()
 	}
-	if allowExpunge && len(v.pending) > 0 {
+	switch {
+	case len(v.pending) == 0:
+	case allowExpunge:
 		s.announceExpunges()
+	case s.qresync:
+		// RFC 5162 erratum 1810: MODSEQ values sent while expunges are
+		// held back are above them, so a client that resynchronised
+		// from those would never learn of the expunges: tell it a
+		// HIGHESTMODSEQ below them.
+		s.w.Raw("* OK [HIGHESTMODSEQ ").Number(max(v.pendingFloor, 1)).Raw("] Expunges pending").CRLF()
 	}
 }
 
 func (s *session) readChanges() {
 	v := s.sel
 	v.lastRead = time.Now()
-	changed, vanished, err := s.srv.cfg.Store.FlagChangesSince(s.ctx, v.mb.ID, v.highest)
+	from := v.highest
+	changed, vanished, err := s.srv.cfg.Store.FlagChangesSince(s.ctx, v.mb.ID, from)
 	if err != nil {
 		s.log.Error("sync", "err", err)
 		return
@@ -235,7 +255,7 @@ func (s *session) readChanges() {
 	}
 	for _, uid := range vanished {
 		if v.seqOf(uid) >= 0 {
-			v.pending[uid] = true
+			v.addPending(uid, from)
 		}
 	}
 	if added > 0 {
@@ -311,7 +331,7 @@ func (s *session) cmdExpunge(cmd *imap.Command) reply {
 		return s.storeError(err, "EXPUNGE")
 	}
 	for _, uid := range removed {
-		v.pending[uid] = true
+		v.addPending(uid, v.highest)
 	}
 	v.dirty = true
 	return ok("EXPUNGE completed")

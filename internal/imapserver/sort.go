@@ -54,23 +54,34 @@ func charsetReader(name string, r io.Reader) (io.Reader, error) {
 	return enc.NewDecoder().Reader(r), nil
 }
 
-// parseSentDate parses a Date: field for RFC 5256 §2.2: RFC 5322 §3.3
-// date-time with the obsolete forms of §4.3 (two-digit years, zone
-// names), as leniently as Dovecot: an unknown or missing zone is +0000,
-// "." may separate the parts of the time, comments and white space go
-// anywhere. A four-digit year before 1900 is invalid.
+// parseSentDate parses a Date: field for RFC 5256 §2.2 into the instant
+// it names (see parseDateField).
 func parseSentDate(s string) (time.Time, bool) {
+	wall, offset, ok := parseDateField(s)
+	if !ok {
+		return time.Time{}, false
+	}
+	return wall.Add(-time.Duration(offset) * time.Minute), true
+}
+
+// parseDateField parses an RFC 5322 §3.3 date-time with the obsolete
+// forms of §4.3 (two-digit years, zone names), as leniently as Dovecot:
+// an unknown or missing zone is +0000, "." may separate the parts of the
+// time, comments and white space go anywhere. A four-digit year before
+// 1900 is invalid. It returns the date and time as written (as a UTC
+// time) and the zone's offset in minutes.
+func parseDateField(s string) (wall time.Time, offset int, ok bool) {
 	p := dateParser{s: s}
 	tok := p.token()
 	if len(tok) == 3 && !isDigits(tok) { // day-of-week ","
 		if !p.sep(",") {
-			return time.Time{}, false
+			return time.Time{}, 0, false
 		}
 		tok = p.token()
 	}
 	day, ok := number(tok, 1, 2)
 	if !ok {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
 	month := 0
 	if tok = p.token(); len(tok) >= 3 {
@@ -83,30 +94,32 @@ func parseSentDate(s string) (time.Time, bool) {
 	year, ok := number(tok, 2, 4)
 	switch {
 	case !ok || month == 0 || len(tok) == 3:
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	case len(tok) == 2 && year < 50: // RFC 5322 §4.3
 		year += 2000
 	case len(tok) == 2:
 		year += 1900
 	case year < 1900:
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
 	hour, ok := number(p.token(), 1, 2)
 	if !ok || !p.sep(":.") {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
 	minute, ok := number(p.token(), 2, 2)
 	if !ok {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
 	sec := 0
 	if p.sep(":.") {
 		if sec, ok = number(p.token(), 2, 2); !ok {
-			return time.Time{}, false
+			return time.Time{}, 0, false
 		}
+		// A leap second (RFC 5322 §3.3 allows 60) stays in its minute
+		// rather than carrying into the next day.
+		sec = min(sec, 59)
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC)
-	return t.Add(-time.Duration(zoneOffset(p.token())) * time.Minute), true
+	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC), zoneOffset(p.token()), true
 }
 
 // zoneOffset is the offset in minutes of a zone (RFC 5322 §3.3, §4.3);
