@@ -23,6 +23,8 @@ type hotStmts struct {
 	refBlob       *sql.Stmt
 	blobData      *sql.Stmt
 	readBlob      *sql.Stmt // on the reader pool
+	// inlineMessages is on the bulk pool (see Open).
+	inlineMessages *sql.Stmt
 }
 
 func (s *Store) prepareHot(ctx context.Context) error {
@@ -48,6 +50,9 @@ func (s *Store) prepareHot(ctx context.Context) error {
 	}
 	rb, err := s.db.PrepareContext(ctx, "SELECT data FROM blob_data WHERE id = ?")
 	s.hot.readBlob = rb
+	errs = append(errs, err)
+	im, err := s.bulk.PrepareContext(ctx, inlineMessagesQuery)
+	s.hot.inlineMessages = im
 	errs = append(errs, err)
 	return errors.Join(errs...)
 }

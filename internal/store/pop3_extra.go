@@ -67,6 +67,8 @@ func hasFlagText(flags []byte, f string) bool {
 	return false
 }
 
+const inlineMessagesQuery = "SELECT m.uid, d.data FROM messages m JOIN blob_data d ON d.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
+
 // InlineMessages calls fn, in UID order, with the bytes of the messages
 // of a mailbox with UIDs from first to last that are kept inside the
 // database (see Inline); messages stored as files, or gone, are skipped.
@@ -74,7 +76,7 @@ func hasFlagText(flags []byte, f string) bool {
 // a POP3 download reads ahead this way instead of paying a statement and
 // a read transaction per message.
 func (s *Store) InlineMessages(ctx context.Context, mailboxID int64, first, last uint32, fn func(uid uint32, data []byte) error) error {
-	rows, err := s.query(ctx, "SELECT m.uid, d.data FROM messages m JOIN blob_data d ON d.id = m.blob_id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid", mailboxID, first, last)
+	rows, err := s.hot.inlineMessages.QueryContext(ctx, mailboxID, first, last)
 	if err != nil {
 		return err
 	}

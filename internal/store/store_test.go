@@ -540,7 +540,9 @@ func TestConnectionPragmas(t *testing.T) {
 		pragma string
 		want   int64
 	}{
-		{s.db, "mmap_size", 1 << 30},
+		{s.bulk, "mmap_size", 1 << 30},
+		{s.db, "mmap_size", 0},
+		{s.bulk, "temp_store", 2},
 		{s.db, "temp_store", 2},
 		{s.wdb, "temp_store", 2},
 		{s.wdb, "synchronous", 2},
