@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,8 +57,8 @@ type Store struct {
 	stop       chan struct{}
 	stopped    chan struct{}
 	maxBatch   int
-	cur        *batch // owned by the writer goroutine
-	lazyMode   bool   // synchronous=NORMAL is set on the writer connection
+	cur        *batch        // owned by the writer goroutine
+	syncs      chan *syncJob // committed batches for the syncer
 	hot        hotStmts
 	pending    pendingBlobs
 	reads      sync.Map // query -> *sql.Stmt on db
@@ -85,13 +86,15 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 	}
 	path := filepath.Join(dataDir, "tern.db")
 	// RFC-free but important: WAL for concurrent readers; synchronous=FULL
-	// so that a commit is on disk when it returns; busy_timeout so that the
+	// so that a commit is on disk when it returns (the writer's own
+	// connection is NORMAL: its commits are made durable by the syncer,
+	// see writer.go); busy_timeout so that the
 	// CLI and the server wait for each other instead of failing.
 	// temp_store=MEMORY keeps statement journals and sort b-trees out of
 	// temporary files (a multi-row UPDATE inside a write's savepoint
 	// journals every row).
 	base := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)"
-	wdb, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	wdb, err := sql.Open("sqlite", strings.Replace(base, "synchronous(FULL)", "synchronous(NORMAL)", 1)+"&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +125,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 		dir: dataDir, blobDir: filepath.Join(dataDir, "blobs"),
 		db: db, wdb: wdb, bulk: bulk, log: opts.Logger,
 		reqs: make(chan *writeReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{}),
+		syncs:    make(chan *syncJob, 256),
 		maxBatch: opts.MaxBatch,
 	}
 	if err := s.migrate(ctx); err != nil {

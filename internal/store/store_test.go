@@ -545,7 +545,8 @@ func TestConnectionPragmas(t *testing.T) {
 		{s.bulk, "temp_store", 2},
 		{s.db, "temp_store", 2},
 		{s.wdb, "temp_store", 2},
-		{s.wdb, "synchronous", 2},
+		{s.wdb, "synchronous", 1},
+		{s.db, "synchronous", 2},
 	} {
 		var got int64
 		if err := tc.db.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil || got != tc.want {

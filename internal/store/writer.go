@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -58,7 +59,13 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool)
 
 // writer collects concurrent writes into one transaction and one fsync.
 func (s *Store) writer() {
-	defer close(s.stopped)
+	syncerDone := make(chan struct{})
+	go s.syncer(syncerDone)
+	defer func() {
+		close(s.syncs)
+		<-syncerDone
+		close(s.stopped)
+	}()
 	for {
 		var first *writeReq
 		select {
@@ -109,17 +116,6 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 	for _, r := range reqs {
 		lazy = lazy && r.lazy
 	}
-	if lazy != s.lazyMode {
-		mode := "FULL"
-		if lazy {
-			mode = "NORMAL"
-		}
-		if _, err := s.wdb.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
-			fail(err)
-			return
-		}
-		s.lazyMode = lazy
-	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		fail(err)
@@ -158,25 +154,110 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 	}
 	// Committed inline blobs are read from the database from now on.
 	s.pending.drop(b.inlined...)
-	// Files of released blobs go before the writers hear back, so that a
-	// caller sees the effect of its own expunge. After a lazy commit the
-	// WAL is fsynced first: a file must never go while a row that could
-	// come back after a power failure still points at it.
-	if lazy && len(b.removeBlobs) > 0 {
-		if err := syncFile(filepath.Join(s.dir, "tern.db-wal")); err != nil {
-			s.log.Warn("syncing the WAL; keeping released files for the sweep", "err", err)
-			b.removeBlobs = nil
+	job := &syncJob{reqs: reqs, errs: errs, removeBlobs: b.removeBlobs, touched: b.touched}
+	if lazy && len(b.removeBlobs) == 0 {
+		// Flags and the like: in the WAL (the kernel's cache) is
+		// enough, the next fsync takes them along.
+		s.finish(job, nil)
+		return
+	}
+	s.syncs <- job
+}
+
+// syncJob is a committed batch whose writers wait for the WAL to be on
+// disk.
+type syncJob struct {
+	reqs        []*writeReq
+	errs        []error
+	removeBlobs []string
+	touched     map[int64]bool
+}
+
+// syncer makes committed batches durable. The writer connection runs
+// with synchronous=NORMAL, so a commit writes the WAL without fsyncing
+// it; the syncer fsyncs the WAL once for every batch committed so far and
+// only then tells their writers. Meanwhile the writer goes on with the
+// next batch: the disk's flush and SQLite's work overlap instead of
+// taking turns, and one fsync serves several batches. An fsync covers
+// every frame written before it was called; a checkpoint in between
+// fsyncs the WAL and the database itself (synchronous=NORMAL does that),
+// so frames it recycles are already safe in the database file.
+func (s *Store) syncer(done chan<- struct{}) {
+	defer close(done)
+	var wal *os.File
+	defer func() {
+		if wal != nil {
+			wal.Close()
+		}
+	}()
+	sync := func() error {
+		if wal == nil {
+			f, err := os.Open(filepath.Join(s.dir, "tern.db-wal"))
+			if err != nil {
+				return err
+			}
+			wal = f
+		}
+		return wal.Sync()
+	}
+	for job := range s.syncs {
+		jobs := []*syncJob{job}
+	more:
+		for {
+			select {
+			case j, ok := <-s.syncs:
+				if !ok {
+					break more
+				}
+				jobs = append(jobs, j)
+			default:
+				break more
+			}
+		}
+		err := sync()
+		if err != nil {
+			// Once more on a fresh descriptor, in case the file was
+			// replaced; then the writers hear of the failure (the data
+			// is committed, but not known to be on disk, so the client
+			// must try again rather than be told it is safe).
+			wal.Close()
+			wal = nil
+			err = sync()
+		}
+		if err != nil {
+			s.log.Error("store: syncing the WAL", "err", err)
+			err = fmt.Errorf("store: syncing the WAL: %w", err)
+		}
+		for _, j := range jobs {
+			s.finish(j, err)
 		}
 	}
-	for _, id := range b.removeBlobs {
-		if err := os.Remove(s.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.log.Warn("removing blob", "blob", id, "err", err)
+}
+
+// finish tells a batch's writers their outcome, once its changes are as
+// durable as they asked (syncErr: the WAL fsync failed). Files of
+// released blobs go before the writers hear back, so that a caller sees
+// the effect of its own expunge, and only after the WAL is on disk: a
+// file must never go while a row that could come back after a power
+// failure still points at it.
+func (s *Store) finish(j *syncJob, syncErr error) {
+	if syncErr == nil {
+		for _, id := range j.removeBlobs {
+			if err := os.Remove(s.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.log.Warn("removing blob", "blob", id, "err", err)
+			}
 		}
+	} else if len(j.removeBlobs) > 0 {
+		s.log.Warn("keeping released files for the sweep", "count", len(j.removeBlobs))
 	}
-	for i, r := range reqs {
-		r.done <- errs[i]
+	for i, r := range j.reqs {
+		err := j.errs[i]
+		if err == nil && syncErr != nil && !r.lazy {
+			err = syncErr
+		}
+		r.done <- err
 	}
-	for acct := range b.touched {
+	for acct := range j.touched {
 		s.watch.notify(acct)
 	}
 }
