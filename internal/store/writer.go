@@ -270,15 +270,6 @@ func (s *Store) touch(accountID int64) {
 	}
 }
 
-func syncFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
