@@ -161,6 +161,21 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		s.finish(job, nil)
 		return
 	}
+	if len(b.removeBlobs) == 0 {
+		// Lazy writers of a batch that also holds durable ones need
+		// not wait for its fsync either.
+		durable := job.reqs[:0:0]
+		var derrs []error
+		for i, r := range reqs {
+			if r.lazy {
+				r.done <- errs[i]
+			} else {
+				durable = append(durable, r)
+				derrs = append(derrs, errs[i])
+			}
+		}
+		job.reqs, job.errs = durable, derrs
+	}
 	s.syncs <- job
 }
 
