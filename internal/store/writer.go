@@ -112,10 +112,6 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		}
 	}
 	ctx := context.Background()
-	lazy := true
-	for _, r := range reqs {
-		lazy = lazy && r.lazy
-	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		fail(err)
@@ -154,27 +150,22 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 	}
 	// Committed inline blobs are read from the database from now on.
 	s.pending.drop(b.inlined...)
-	job := &syncJob{reqs: reqs, errs: errs, removeBlobs: b.removeBlobs, touched: b.touched}
-	if lazy && len(b.removeBlobs) == 0 {
-		// Flags and the like: in the WAL (the kernel's cache) is
-		// enough, the next fsync takes them along.
-		s.finish(job, nil)
-		return
-	}
-	if len(b.removeBlobs) == 0 {
-		// Lazy writers of a batch that also holds durable ones need
-		// not wait for its fsync either.
-		durable := job.reqs[:0:0]
-		var derrs []error
-		for i, r := range reqs {
-			if r.lazy {
-				r.done <- errs[i]
-			} else {
-				durable = append(durable, r)
-				derrs = append(derrs, errs[i])
-			}
+	// Lazy writers (flags and the like) hear back now: in the WAL, the
+	// kernel's cache, is enough, and the next fsync takes them along.
+	// The others wait for the syncer, and so does everyone when files
+	// are to go (see finish).
+	job := &syncJob{removeBlobs: b.removeBlobs, touched: b.touched}
+	for i, r := range reqs {
+		if r.lazy && len(b.removeBlobs) == 0 {
+			r.done <- errs[i]
+			continue
 		}
-		job.reqs, job.errs = durable, derrs
+		job.reqs = append(job.reqs, r)
+		job.errs = append(job.errs, errs[i])
+	}
+	if len(job.reqs) == 0 {
+		s.finish(job, nil) // wakes the watchers
+		return
 	}
 	s.syncs <- job
 }
