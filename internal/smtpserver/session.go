@@ -319,11 +319,11 @@ func (s *session) received(tx *transaction, withIP bool) smtp.ReceivedInfo {
 	// EHLO word (a laptop's host name is as private as its address).
 	if withIP {
 		info.Helo = s.conn.Hostname()
-	}
-	if withIP && s.tc.ip.IsValid() {
-		info.IP = s.tc.ip.String()
-		if s.tc.ip.Is6() {
-			info.IP = "IPv6:" + info.IP // RFC 5321 §4.1.3
+		if s.tc.ip.IsValid() {
+			info.IP = s.tc.ip.String()
+			if s.tc.ip.Is6() {
+				info.IP = "IPv6:" + info.IP // RFC 5321 §4.1.3
+			}
 		}
 	}
 	if len(tx.rcpts) == 1 {
