@@ -3,6 +3,7 @@ package imapserver
 import (
 	"iter"
 	"sort"
+	"strconv"
 
 	"github.com/tern-mail/tern/internal/imap"
 	"github.com/tern-mail/tern/internal/message"
@@ -59,6 +60,22 @@ func (s *session) resolve(set imap.SeqSet, uid bool) iter.Seq[int] {
 			next = max(next, sp.b+1)
 		}
 	}
+}
+
+// badSeqSet is the tagged BAD for a message sequence number past the
+// client's view (RFC 9051 §9: such a number is invalid); false when the
+// set is fine. UIDs and "*" are never out of range.
+func (s *session) badSeqSet(set imap.SeqSet, uid bool) (reply, bool) {
+	if uid || set.Saved {
+		return reply{}, false
+	}
+	n := uint32(len(s.sel.uids))
+	for _, r := range set.Ranges {
+		if r.Start != imap.Star && r.Start > n || r.Stop != imap.Star && r.Stop > n {
+			return bad("Invalid message sequence number: the mailbox has " + strconv.Itoa(int(n)) + " messages"), true
+		}
+	}
+	return reply{}, false
 }
 
 func normRange(r imap.SeqRange, star uint32) (uint32, uint32) {
@@ -207,6 +224,9 @@ func (s *session) cmdFetch(cmd *imap.Command) reply {
 	args := cmd.Args.(*imap.FetchArgs)
 	if args.Vanished && (!cmd.UID || !s.qresync || args.ChangedSince == 0) {
 		return bad("VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE")
+	}
+	if r, isBad := s.badSeqSet(args.Set, cmd.UID); isBad {
+		return r
 	}
 	plan := s.planFetch(cmd, args)
 	s.unknownCTE = false

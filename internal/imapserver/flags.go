@@ -28,6 +28,9 @@ func checkFlags(flags []string) (string, bool) {
 func (s *session) cmdStore(cmd *imap.Command) reply {
 	v := s.sel
 	args := cmd.Args.(*imap.StoreArgs)
+	if r, isBad := s.badSeqSet(args.Set, cmd.UID); isBad {
+		return r
+	}
 	if v.readOnly {
 		return no("READ-ONLY", "Mailbox is read-only")
 	}
@@ -106,6 +109,9 @@ func (s *session) cmdCopy(cmd *imap.Command) reply {
 	v := s.sel
 	args := cmd.Args.(*imap.CopyArgs)
 	move := cmd.Name == "MOVE"
+	if r, isBad := s.badSeqSet(args.Set, cmd.UID); isBad {
+		return r
+	}
 	if move && v.readOnly {
 		return no("READ-ONLY", "Mailbox is read-only")
 	}

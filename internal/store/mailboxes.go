@@ -205,16 +205,30 @@ func (s *Store) RenameMailbox(ctx context.Context, accountID int64, from, to str
 		}
 		s.touch(accountID)
 		if from == "INBOX" {
-			// The old INBOX row now has the new name; INBOX starts afresh.
+			// The old INBOX row now has the new name; INBOX starts afresh
+			// and stays subscribed, and the new name is subscribed if
+			// INBOX was.
 			if _, err := tx.ExecContext(ctx, "UPDATE mailboxes SET special_use = '' WHERE account_id = ? AND name = ?", accountID, to); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO subscriptions(account_id, name)
+				SELECT account_id, ? FROM subscriptions WHERE account_id = ? AND name = 'INBOX'`, to, accountID); err != nil {
 				return err
 			}
 			_, err := createMailbox(ctx, tx, accountID, "INBOX", "")
 			return err
 		}
-		// Children follow their parent.
-		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET name = ? || substr(name, ?)
-			WHERE account_id = ? AND substr(name, 1, ?) = ?`, to+"/", len(from)+2, accountID, len(from)+1, from+"/")
+		// Children follow their parent, and subscriptions follow both (as
+		// Dovecot does): a client that renames a folder keeps seeing it.
+		for _, q := range []string{
+			`UPDATE mailboxes SET name = ? || substr(name, ?) WHERE account_id = ? AND substr(name, 1, ?) = ?`,
+			`UPDATE OR REPLACE subscriptions SET name = ? || substr(name, ?) WHERE account_id = ? AND substr(name, 1, ?) = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, to+"/", len(from)+2, accountID, len(from)+1, from+"/"); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, "UPDATE OR REPLACE subscriptions SET name = ? WHERE account_id = ? AND name = ?", to, accountID, from)
 		return err
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -93,12 +94,20 @@ func TestAccountsAndMailboxes(t *testing.T) {
 	if _, err := s.CreateMailbox(ctx, a.ID, "Work", ""); err != nil {
 		t.Fatal(err)
 	}
+	for _, name := range []string{"Work", "Work/Projects", "Job"} {
+		if err := s.SetSubscribed(ctx, a.ID, name, true); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := s.RenameMailbox(ctx, a.ID, "Work", "Job"); err != nil {
 		t.Fatal(err)
 	}
 	moved, err := s.MailboxByName(ctx, a.ID, "Job/Projects")
 	if err != nil || moved.ID != old.ID || moved.UIDValidity != old.UIDValidity {
 		t.Fatalf("child did not follow: %+v %v", moved, err)
+	}
+	if subs, _ := s.Subscriptions(ctx, a.ID); !slices.Contains(subs, "Job/Projects") || slices.Contains(subs, "Work/Projects") || slices.Contains(subs, "Work") {
+		t.Errorf("subscription did not follow the rename: %q", subs)
 	}
 	if err := s.DeleteMailbox(ctx, a.ID, "INBOX"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("delete INBOX: %v", err)
@@ -126,6 +135,9 @@ func TestRenameInbox(t *testing.T) {
 	}
 	if msgs, _ := s.Messages(ctx, old.ID, 1, 0); len(msgs) != 1 {
 		t.Errorf("messages did not move: %v", msgs)
+	}
+	if subs, _ := s.Subscriptions(ctx, a.ID); !slices.Contains(subs, "INBOX") || !slices.Contains(subs, "Old") {
+		t.Errorf("subscriptions after renaming INBOX: %q", subs)
 	}
 }
 
