@@ -139,6 +139,27 @@ SyncState *
 	if len(flagged) != 1 {
 		t.Errorf("server flag not synced to maildir: %v", flagged)
 	}
+	// Server expunge: the flagged message goes, on tern and then locally.
+	if _, err := ts.st.Expunge(context.Background(), mb.ID, []uint32{5}); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	local := func() int {
+		cur, _ := filepath.Glob(filepath.Join(curDir, "*"))
+		nw, _ := filepath.Glob(filepath.Join(dir, "mail", "INBOX", "new", "*"))
+		return len(cur) + len(nw)
+	}
+	if n := local(); n != 4 {
+		t.Errorf("maildir after a server expunge: %d messages, want 4", n)
+	}
+	if flagged, _ := filepath.Glob(filepath.Join(curDir, "*:2,*F*")); len(flagged) != 0 {
+		t.Errorf("expunged message still in the maildir: %v", flagged)
+	}
+	// A second sync with no changes on either side changes nothing.
+	run()
+	if infos, _ := ts.st.Messages(context.Background(), mb.ID, 1, 0); len(infos) != 4 || local() != 4 {
+		t.Errorf("idle sync changed something: server %d, local %d", len(infos), local())
+	}
 }
 
 // TestInteropOfflineimap syncs with offlineimap3 both ways.
