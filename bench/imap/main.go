@@ -253,5 +253,9 @@ func serve(args []string) error {
 	if err := srv.Serve(l); !errors.Is(err, imapserver.ErrServerClosed) {
 		return err
 	}
+	if b, w, busy := st.WriterStats(); b > 0 {
+		fmt.Printf("store writer: %d writes in %d batches (%.2f per batch), %v per batch\n",
+			w, b, float64(w)/float64(b), (busy / time.Duration(b)).Round(time.Microsecond))
+	}
 	return nil
 }

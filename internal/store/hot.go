@@ -38,8 +38,8 @@ func (s *Store) prepareHot(ctx context.Context) error {
 		mailboxByID:   prep("SELECT id, uidvalidity, uidnext FROM mailboxes WHERE id = ? AND account_id = ?"),
 		mailboxByName: prep("SELECT id, uidvalidity, uidnext FROM mailboxes WHERE account_id = ?1 AND name IN (?2, 'INBOX') ORDER BY name = 'INBOX' LIMIT 1"),
 		duplicate:     prep("SELECT 1 FROM messages WHERE mailbox_id = ? AND digest = ? LIMIT 1"),
-		chargeAccount: prep("UPDATE accounts SET used_bytes = used_bytes + ?, modseq = modseq + 1 WHERE id = ? RETURNING quota_bytes, used_bytes, modseq"),
-		bumpMailbox:   prep("UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = ? WHERE id = ?"),
+		chargeAccount: prep("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING quota_bytes, used_bytes"),
+		bumpMailbox:   prep("UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq"),
 		insertMessage: prep(`INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		insertMeta: prep("INSERT INTO message_meta(message_id, meta) VALUES(?, ?)"),

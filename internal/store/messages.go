@@ -129,16 +129,17 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// nextModSeq raises an account's modseq counter and the mailbox's highest
-// modseq, returning the new value (RFC 7162 §3.1.1: one counter serves
-// every mailbox of the account, so values never repeat).
-func (s *Store) nextModSeq(ctx context.Context, tx *sql.Tx, accountID, mailboxID int64) (uint64, error) {
-	var m uint64
-	if err := s.txQueryRow(ctx, tx, "UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq", accountID).Scan(&m); err != nil {
-		return 0, err
+// nextModSeq raises a mailbox's highest modseq and returns the new value
+// with the mailbox's account: one statement and one row per write. The
+// counter is per mailbox, as RFC 7162 §3.1.1 asks: its values grow with
+// every change in the mailbox and never repeat in it (a mailbox that is
+// deleted and created again has a new UIDVALIDITY).
+func (s *Store) nextModSeq(ctx context.Context, tx *sql.Tx, mailboxID int64) (accountID int64, modseq uint64, err error) {
+	err = s.txQueryRow(ctx, tx, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING account_id, highestmodseq", mailboxID).Scan(&accountID, &modseq)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("mailbox %d: %w", mailboxID, ErrNotFound)
 	}
-	_, err := s.txExec(ctx, tx, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", m, mailboxID)
-	return m, err
+	return accountID, modseq, err
 }
 
 // Deliver stores one message for its targets and returns once durable.
@@ -239,19 +240,18 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 			return r, err
 		}
 	}
-	// One statement charges the quota and takes the next modseq
-	// (RFC 7162 §3.1.1: one counter per account).
 	var quota, used int64
-	var modseq uint64
 	size := d.Blob.Size
-	err = tx.StmtContext(ctx, s.hot.chargeAccount).QueryRowContext(ctx, size, t.AccountID).Scan(&quota, &used, &modseq)
+	err = tx.StmtContext(ctx, s.hot.chargeAccount).QueryRowContext(ctx, size, t.AccountID).Scan(&quota, &used)
 	if err != nil {
 		return r, err
 	}
 	if err := s.refundOverQuota(ctx, tx, t.AccountID, size, quota, used, d.IgnoreQuota); err != nil {
 		return r, err
 	}
-	if _, err := tx.StmtContext(ctx, s.hot.bumpMailbox).ExecContext(ctx, modseq, id); err != nil {
+	// One statement takes the UID and the next modseq.
+	var modseq uint64
+	if err := tx.StmtContext(ctx, s.hot.bumpMailbox).QueryRowContext(ctx, id).Scan(&modseq); err != nil {
 		return r, err
 	}
 	flags := NormalizeFlags(t.Flags)
@@ -375,9 +375,12 @@ func scanInfo(r scanner) (MessageInfo, error) {
 	return m, nil
 }
 
-func (s *Store) queryInfos(ctx context.Context, q *sql.Tx, query string, args ...any) ([]MessageInfo, error) {
-	if q != nil {
-		return scanInfos(q.QueryContext(ctx, query, args...))
+func (s *Store) queryInfos(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]MessageInfo, error) {
+	if tx != nil {
+		if st := s.txStmt(ctx, tx, query); st != nil {
+			return scanInfos(st.QueryContext(ctx, args...))
+		}
+		return scanInfos(tx.QueryContext(ctx, query, args...))
 	}
 	return scanInfos(s.query(ctx, query, args...))
 }
@@ -519,10 +522,7 @@ func applyFlags(cur []string, u FlagUpdate) []string {
 func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) (updated []MessageInfo, failed []uint32, err error) {
 	err = s.updateLazy(ctx, func(tx *sql.Tx) error {
 		updated, failed = nil, nil
-		acct, err := s.mailboxAccount(ctx, tx, mailboxID)
-		if err != nil {
-			return err
-		}
+		var acct int64
 		infos, err := s.infosByUIDs(ctx, tx, mailboxID, u.UIDs)
 		if err != nil {
 			return err
@@ -541,7 +541,7 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 			nf := applyFlags(m.Flags, u)
 			if key := strings.Join(nf, " "); key != strings.Join(m.Flags, " ") {
 				if modseq == 0 {
-					if modseq, err = s.nextModSeq(ctx, tx, acct, mailboxID); err != nil {
+					if acct, modseq, err = s.nextModSeq(ctx, tx, mailboxID); err != nil {
 						return err
 					}
 				}
@@ -578,11 +578,8 @@ func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]
 	var removed []uint32
 	err := s.updateLazy(ctx, func(tx *sql.Tx) error {
 		removed = nil
-		acct, err := s.mailboxAccount(ctx, tx, mailboxID)
-		if err != nil {
-			return err
-		}
 		var infos []MessageInfo
+		var err error
 		if uids == nil {
 			infos, err = s.queryInfos(ctx, tx, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND deleted = 1 ORDER BY uid", mailboxID)
 		} else {
@@ -591,14 +588,14 @@ func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]
 		if err != nil || len(infos) == 0 {
 			return err
 		}
-		removed, err = s.expungeInfos(ctx, tx, acct, mailboxID, infos)
+		removed, err = s.expungeInfos(ctx, tx, mailboxID, infos)
 		return err
 	})
 	return removed, err
 }
 
-func (s *Store) expungeInfos(ctx context.Context, tx *sql.Tx, acct, mailboxID int64, infos []MessageInfo) ([]uint32, error) {
-	modseq, err := s.nextModSeq(ctx, tx, acct, mailboxID)
+func (s *Store) expungeInfos(ctx context.Context, tx *sql.Tx, mailboxID int64, infos []MessageInfo) ([]uint32, error) {
+	acct, modseq, err := s.nextModSeq(ctx, tx, mailboxID)
 	if err != nil {
 		return nil, err
 	}
@@ -690,7 +687,7 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 		if err != nil || len(infos) == 0 {
 			return err
 		}
-		modseq, err := s.nextModSeq(ctx, tx, acct, dst)
+		_, modseq, err := s.nextModSeq(ctx, tx, dst)
 		if err != nil {
 			return err
 		}
@@ -722,7 +719,7 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 		}
 		s.touch(acct)
 		if move {
-			_, err = s.expungeInfos(ctx, tx, acct, src, infos)
+			_, err = s.expungeInfos(ctx, tx, src, infos)
 		}
 		return err
 	})
