@@ -32,6 +32,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sync"
 	"syscall"
@@ -257,5 +258,35 @@ func serve(args []string) error {
 		fmt.Printf("store writer: %d writes in %d batches (%.2f per batch), %v per batch\n",
 			w, b, float64(w)/float64(b), (busy / time.Duration(b)).Round(time.Microsecond))
 	}
+	printSchedLatency()
 	return nil
+}
+
+// printSchedLatency prints how long runnable goroutines waited for a CPU:
+// a store writer that waits holds up every writing session.
+func printSchedLatency() {
+	sample := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return
+	}
+	h := sample[0].Value.Float64Histogram()
+	var total uint64
+	for _, c := range h.Counts {
+		total += c
+	}
+	if total == 0 {
+		return
+	}
+	quantile := func(q float64) time.Duration {
+		var n uint64
+		for i, c := range h.Counts {
+			n += c
+			if float64(n) >= q*float64(total) {
+				return time.Duration(h.Buckets[i+1] * float64(time.Second))
+			}
+		}
+		return 0
+	}
+	fmt.Printf("scheduling latency: p50 %v p90 %v p99 %v\n", quantile(0.5), quantile(0.9), quantile(0.99))
 }
