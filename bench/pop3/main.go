@@ -419,7 +419,13 @@ func download(addr, user string, window int) result {
 	}
 	var res result
 	sent := 0
+	// send tops the window up once half of it is answered, so a
+	// pipelining client writes one batch of commands per half window
+	// instead of one command per message.
 	send := func() {
+		if sent-res.msgs > window/2 {
+			return
+		}
 		for sent < count && sent-res.msgs < window {
 			sent++
 			w.WriteString("RETR " + strconv.Itoa(sent) + "\r\n")

@@ -115,21 +115,31 @@ func (ra *readAhead) release() {
 // kept), a line beginning with "." gets one more ".", and a last line
 // without line end gets CRLF. It is writeBody for a message in memory.
 func appendWire(dst, msg []byte) []byte {
-	for len(msg) > 0 {
-		var line []byte
-		i := bytes.IndexByte(msg, '\n')
-		if i < 0 {
-			line, msg = msg, nil
-		} else {
-			line, msg = msg[:i], msg[i+1:]
-			if n := len(line); n > 0 && line[n-1] == '\r' {
-				line = line[:n-1]
-			}
+	// Most stored messages already end every line in CRLF: the bytes are
+	// copied in runs, broken only where a CR or a "." goes in.
+	if len(msg) > 0 && msg[0] == '.' {
+		dst = append(dst, '.')
+	}
+	start := 0 // msg[start:i] is still to copy as it is
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(msg[i:], '\n')
+		if j < 0 {
+			break
 		}
-		if len(line) > 0 && line[0] == '.' {
+		i += j
+		if i == 0 || msg[i-1] != '\r' {
+			dst = append(dst, msg[start:i]...)
+			dst = append(dst, '\r')
+			start = i
+		}
+		if i+1 < len(msg) && msg[i+1] == '.' {
+			dst = append(dst, msg[start:i+1]...)
 			dst = append(dst, '.')
+			start = i + 1
 		}
-		dst = append(dst, line...)
+	}
+	dst = append(dst, msg[start:]...)
+	if len(msg) > 0 && msg[len(msg)-1] != '\n' {
 		dst = append(dst, '\r', '\n')
 	}
 	return dst
