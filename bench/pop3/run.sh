@@ -8,14 +8,17 @@
 #
 # Everything runs on 127.0.0.1 high ports, in a temporary directory.
 #
-# 2026-12-06, 2 cores (shared, noisy), N=5000, 3 rounds, medians, msg/s:
+# 2026-12-07, 2 cores (shared, noisy), N=5000, ROUNDS=5, medians, msg/s
+# (the client reads a body by searching its buffer for the terminator and
+# refills a pipeline by half windows):
 #   window users   tern   dovecot  ratio  (server CPU us/msg tern/dovecot)
-#   1      1      10431     9294   1.12x  (86/84)
-#   1      10     21806    13618   1.60x  (43/108)
-#   16     1      23600    21351   1.11x  (42/46)
-#   16     10     57205    30929   1.85x  (22/51)
-#   cold (first download, 10 users, window 1): tern 9713, dovecot 9030
-# With one user both servers wait on the client (66 us/msg of client CPU).
+#   1      1       8335     4347   1.92x  (92/138)
+#   1      10     25526    13991   1.82x  (42/107)
+#   16     1      27241    18408   1.48x  (38/54)
+#   16     10     56482    32268   1.75x  (24/53)
+#   cold (first download, 10 users, window 1): tern 11906, dovecot 11805
+# The client's own CPU (26-64 us/msg at window 1, mostly in the kernel's
+# loopback path) runs on the same two cores and caps the ratio.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-5000}
