@@ -188,33 +188,33 @@ func (s *session) cmdAppend(cmd *imap.Command) reply {
 		total += int64(len(bodies[i]))
 	}
 	// RFC 9208 §4.3: refuse before writing anything when the messages
-	// cannot all fit; the store still checks each one as it goes.
+	// cannot all fit; the store checks again in the write itself.
 	if acct, err := s.srv.cfg.Store.AccountByID(s.ctx, s.acct.ID); err != nil {
 		return s.storeError(err, "APPEND")
 	} else if acct.QuotaBytes > 0 && acct.UsedBytes+total > acct.QuotaBytes {
 		return no("OVERQUOTA", "APPEND: quota exceeded")
 	}
-	var uids []uint32
-	var uv uint32
+	reqs := make([]store.AppendRequest, len(args.Messages))
 	for i, m := range args.Messages {
 		date := m.Date
 		if !m.HasDate {
 			date = time.Now()
 		}
-		d, err := s.srv.cfg.Store.Append(s.ctx, store.AppendRequest{
+		reqs[i] = store.AppendRequest{
 			AccountID: s.acct.ID, MailboxID: mb.ID, Body: bytes.NewReader(bodies[i]),
 			Flags: m.Flags, InternalDate: date,
-		})
-		if err != nil {
-			// RFC 3502 §6.3.11: MULTIAPPEND is all or nothing.
-			if len(uids) > 0 {
-				s.srv.cfg.Store.Expunge(s.ctx, mb.ID, uids)
-			}
-			return s.storeError(err, "APPEND")
 		}
-		uids = append(uids, d.UID)
-		uv = d.UIDValidity
 	}
+	// RFC 3502 §6.3.11: MULTIAPPEND is all or nothing.
+	done, err := s.srv.cfg.Store.AppendAll(s.ctx, reqs)
+	if err != nil {
+		return s.storeError(err, "APPEND")
+	}
+	uids := make([]uint32, len(done))
+	for i, d := range done {
+		uids[i] = d.UID
+	}
+	uv := done[0].UIDValidity
 	if s.sel != nil && s.sel.mb.ID == mb.ID {
 		// RFC 9051 §6.3.12: EXISTS for the new message now.
 		s.sel.dirty, s.sel.mustRead = true, true

@@ -296,39 +296,100 @@ func (s *Store) refundOverQuota(ctx context.Context, tx *sql.Tx, accountID, size
 // Append writes a message's bytes, parses them and stores the message in
 // one mailbox (IMAP APPEND, import, the webmail's drafts).
 func (s *Store) Append(ctx context.Context, req AppendRequest) (Delivered, error) {
-	w, err := s.NewBlob()
+	d, err := s.stageAppend(req)
 	if err != nil {
 		return Delivered{}, err
 	}
-	if _, err := io.Copy(w, req.Body); err != nil {
-		w.Abort()
-		return Delivered{}, err
-	}
-	blob, err := w.Commit()
-	if err != nil {
-		return Delivered{}, err
-	}
-	parsed, err := s.parseBlob(blob.ID)
-	if err != nil {
-		s.DiscardBlob(ctx, blob.ID)
-		return Delivered{}, err
-	}
-	res, err := s.Deliver(ctx, &Delivery{
-		Blob: blob, Parsed: parsed, InternalDate: req.InternalDate,
-		Targets:     []Target{{AccountID: req.AccountID, MailboxID: req.MailboxID, Flags: req.Flags}},
-		IgnoreQuota: req.IgnoreQuota, SkipDuplicate: req.SkipDuplicate,
-	})
+	res, err := s.Deliver(ctx, d)
 	if err == nil && res[0].Err != nil {
 		err = res[0].Err
 	}
 	if err != nil {
-		s.DiscardBlob(ctx, blob.ID)
+		s.DiscardBlob(ctx, d.Blob.ID)
 		if len(res) == 1 {
 			return res[0], err
 		}
 		return Delivered{}, err
 	}
 	return res[0], nil
+}
+
+// AppendAll stores several messages in one write: all of them, in order,
+// or none (IMAP MULTIAPPEND, RFC 3502 §6.3.11). A quota that one of them
+// would cross refuses the lot with ErrOverQuota, even when another
+// delivery took space between the caller's check and this write.
+func (s *Store) AppendAll(ctx context.Context, reqs []AppendRequest) ([]Delivered, error) {
+	ds := make([]*Delivery, 0, len(reqs))
+	metas := make([][]byte, 0, len(reqs))
+	discard := func() {
+		for _, d := range ds {
+			s.DiscardBlob(ctx, d.Blob.ID)
+		}
+	}
+	for _, req := range reqs {
+		d, err := s.stageAppend(req)
+		if err != nil {
+			discard()
+			return nil, err
+		}
+		ds = append(ds, d)
+		meta, err := json.Marshal(d.Parsed)
+		if err != nil {
+			discard()
+			return nil, err
+		}
+		metas = append(metas, meta)
+	}
+	out := make([]Delivered, len(ds))
+	err := s.update(ctx, func(tx *sql.Tx) error {
+		for i, d := range ds {
+			r, err := s.deliverOne(ctx, tx, d, d.Targets[0], metas[i])
+			if err != nil {
+				return err // the savepoint takes back the ones before
+			}
+			if err := s.refBlob(tx, d.Blob, 1); err != nil {
+				return err
+			}
+			out[i] = r
+		}
+		return nil
+	})
+	if err != nil {
+		discard()
+		return nil, err
+	}
+	return out, nil
+}
+
+// stageAppend writes an appended message's bytes to a blob and parses
+// them, ready to deliver to its one mailbox.
+func (s *Store) stageAppend(req AppendRequest) (*Delivery, error) {
+	w, err := s.NewBlob()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(w, req.Body); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	blob, err := w.Commit()
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := s.parseBlob(blob.ID)
+	if err != nil {
+		s.DiscardBlob(context.Background(), blob.ID)
+		return nil, err
+	}
+	date := req.InternalDate
+	if date.IsZero() {
+		date = time.Now()
+	}
+	return &Delivery{
+		Blob: blob, Parsed: parsed, InternalDate: date,
+		Targets:     []Target{{AccountID: req.AccountID, MailboxID: req.MailboxID, Flags: req.Flags}},
+		IgnoreQuota: req.IgnoreQuota, SkipDuplicate: req.SkipDuplicate,
+	}, nil
 }
 
 func (s *Store) parseBlob(id string) (*message.Parsed, error) {

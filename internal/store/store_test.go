@@ -566,3 +566,45 @@ func TestConnectionPragmas(t *testing.T) {
 		}
 	}
 }
+
+// MULTIAPPEND's store side: a quota crossed by the last message takes
+// back the ones before it, UIDs and usage included.
+func TestAppendAllIsAllOrNothing(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	reqs := func(bodies ...string) []AppendRequest {
+		var out []AppendRequest
+		for _, b := range bodies {
+			out = append(out, AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(msg(b))})
+		}
+		return out
+	}
+	before, _ := s.AccountByID(ctx, a.ID)
+	small, big := msg("one"), msg(strings.Repeat("x", 2000))
+	if err := s.SetQuota(ctx, a.Address, before.UsedBytes+int64(len(small))+100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAll(ctx, reqs("one", strings.Repeat("x", 2000))); !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("over quota: %v (sizes %d, %d)", err, len(small), len(big))
+	}
+	if m, _ := s.Messages(ctx, inbox.ID, 1, 0); len(m) != 0 {
+		t.Fatalf("a refused MULTIAPPEND left %d messages", len(m))
+	}
+	if after, _ := s.AccountByID(ctx, a.ID); after.UsedBytes != before.UsedBytes {
+		t.Fatalf("usage %d after a refused MULTIAPPEND, was %d", after.UsedBytes, before.UsedBytes)
+	}
+	if err := s.SetQuota(ctx, a.Address, 0); err != nil {
+		t.Fatal(err)
+	}
+	done, err := s.AppendAll(ctx, reqs("first", "second", "third"))
+	if err != nil || len(done) != 3 {
+		t.Fatalf("append all: %v %v", done, err)
+	}
+	for i, d := range done {
+		if d.UID != uint32(i+1) || d.UIDValidity != inbox.UIDValidity {
+			t.Errorf("message %d: %+v (UIDs are not taken back by a refused write)", i, d)
+		}
+	}
+}
