@@ -268,7 +268,7 @@ func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 			return err
 		}
 		if file && s.cur != nil {
-			s.cur.removeBlobs = append(s.cur.removeBlobs, b.ID)
+			s.cur.reqRemove = append(s.cur.reqRemove, b.ID)
 		}
 	}
 	return nil

@@ -608,3 +608,67 @@ func TestAppendAllIsAllOrNothing(t *testing.T) {
 		}
 	}
 }
+
+// A write that releases a message file and then fails must leave the
+// file: its rollback brings the reference back. Alone in its batch it
+// rolls back the transaction; sharing one, its savepoint.
+func TestFailedWriteKeepsReleasedFile(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprint("shared=", shared), func(t *testing.T) {
+			s := openTest(t)
+			ctx := context.Background()
+			a := mustAccount(t, s, "a@example.org")
+			d := appendMsg(t, s, a, "INBOX", msg("big")+strings.Repeat("x", inlineMax))
+			infos, err := s.Messages(ctx, d.MailboxID, 1, 0)
+			if err != nil || len(infos) != 1 {
+				t.Fatalf("messages %v %v", infos, err)
+			}
+			blobID := infos[0].BlobID
+			oops := errors.New("oops")
+			release := func(tx *sql.Tx) error {
+				if err := s.refBlob(tx, Blob{ID: blobID}, -1); err != nil {
+					return err
+				}
+				return oops
+			}
+			var other chan error
+			if shared {
+				// Hold the writer so that both writes queue up and
+				// share the next batch.
+				hold, held := make(chan struct{}), make(chan struct{})
+				go s.update(ctx, func(*sql.Tx) error { close(held); <-hold; return nil })
+				<-held
+				other = make(chan error, 1)
+				go func() {
+					other <- s.updateLazy(ctx, func(tx *sql.Tx) error {
+						_, err := s.txExec(ctx, tx, "UPDATE accounts SET modseq = modseq + 1 WHERE id = ?", a.ID)
+						return err
+					})
+				}()
+				failed := make(chan error, 1)
+				go func() { failed <- s.update(ctx, release) }()
+				for len(s.reqs) < 2 {
+					time.Sleep(time.Millisecond)
+				}
+				close(hold)
+				err = <-failed
+			} else {
+				err = s.update(ctx, release)
+			}
+			if !errors.Is(err, oops) {
+				t.Fatalf("failed write: %v", err)
+			}
+			if other != nil {
+				if err := <-other; err != nil {
+					t.Fatalf("write sharing the batch: %v", err)
+				}
+			}
+			if _, err := os.Stat(s.blobPath(blobID)); err != nil {
+				t.Fatal("file of a still referenced message removed:", err)
+			}
+			if _, err := s.readBlob(blobID); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -23,6 +23,7 @@ type batch struct {
 	removeBlobs []string       // blob files to delete after commit
 	touched     map[int64]bool // accounts to wake after commit
 	reqInlined  []string       // inline blobs stored by the current write
+	reqRemove   []string       // blob files the current write released
 	inlined     []string       // inline blobs stored by the writes that succeeded
 }
 
@@ -117,31 +118,41 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		fail(err)
 		return
 	}
+	// A write alone in its batch needs no savepoint: its error rolls back
+	// the whole transaction, which holds nothing else.
+	alone := len(reqs) == 1
 	for i, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
-		if _, err := s.txExec(ctx, tx, "SAVEPOINT w"); err != nil {
-			tx.Rollback()
-			fail(err)
-			return
-		}
-		b.reqInlined = b.reqInlined[:0]
-		errs[i] = r.fn(tx)
-		if errs[i] == nil {
-			b.inlined = append(b.inlined, b.reqInlined...)
-		} else {
-			if _, err := s.txExec(ctx, tx, "ROLLBACK TO w"); err != nil {
+		if !alone {
+			if _, err := s.txExec(ctx, tx, "SAVEPOINT w"); err != nil {
 				tx.Rollback()
 				fail(err)
 				return
 			}
 		}
-		if _, err := s.txExec(ctx, tx, "RELEASE w"); err != nil {
+		b.reqInlined, b.reqRemove = b.reqInlined[:0], b.reqRemove[:0]
+		errs[i] = r.fn(tx)
+		if errs[i] == nil {
+			b.inlined = append(b.inlined, b.reqInlined...)
+			b.removeBlobs = append(b.removeBlobs, b.reqRemove...)
+		} else if alone {
+			tx.Rollback()
+			r.done <- errs[i]
+			return
+		} else if _, err := s.txExec(ctx, tx, "ROLLBACK TO w"); err != nil {
 			tx.Rollback()
 			fail(err)
 			return
+		}
+		if !alone {
+			if _, err := s.txExec(ctx, tx, "RELEASE w"); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
