@@ -42,6 +42,18 @@
 #   10      no      4536        2892           1.57x
 #   50      yes     5327         338           15.8x
 #   50      no      4576        2281           2.01x
+#
+# 2026-12-07, after MULTIAPPEND became one write and a write alone in its
+# batch lost its savepoint (same settings, one CLIENTS value per run):
+#   10      yes     5175        1036           5.00x
+#   10      no      4576        3098           1.48x
+#   50      yes     6326        1024           6.18x
+#   50      no      5472        2916           1.88x
+# Per command without logouts (10 clients, 15 s, CPU time of the whole
+# machine less the client's): tern 229-287 us, Dovecot 558 us. Dovecot
+# keeps both cores busy; tern leaves about a fifth of them idle, its
+# commands queued on the one store writer (busy 85-95% of the time, a
+# sixth of that waiting for a core).
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-200}
