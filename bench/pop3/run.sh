@@ -17,6 +17,13 @@
 #   16     1      27241    18408   1.48x  (38/54)
 #   16     10     56482    32268   1.75x  (24/53)
 #   cold (first download, 10 users, window 1): tern 11906, dovecot 11805
+# Again after the store changes of the next stop, ROUNDS=7, medians (the
+# client's CPU in the last column, us/msg against tern/dovecot):
+#   1      1       9440     5292   1.78x  (82/112)   60/88
+#   1      10     34080    17079   2.00x  (33/89)    20/25
+#   16     1      34125    21317   1.60x  (30/44)    20/24
+#   16     10     75737    38973   1.94x  (19/43)     7/7
+#   cold (10 users, window 1): tern 15030, dovecot 12445
 # The client's own CPU (26-64 us/msg at window 1, mostly in the kernel's
 # loopback path) runs on the same two cores and caps the ratio.
 set -eu
