@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -245,8 +246,17 @@ func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 	ctx := context.Background()
 	if delta > 0 {
 		data, inline := s.pending.get(b.ID)
-		if _, err := tx.StmtContext(ctx, s.hot.refBlob).ExecContext(ctx, b.ID, b.Size, delta, inline); err != nil {
+		var refs int
+		if err := tx.StmtContext(ctx, s.hot.refBlob).QueryRowContext(ctx, b.ID, b.Size, delta, inline).Scan(&refs); err != nil {
 			return err
+		}
+		if refs == delta && !inline {
+			// A new row for bytes not pending: the blob may have been
+			// released meanwhile (a queue entry dropped while it was
+			// delivered), its file gone or about to go.
+			if err := s.reviveFile(b.ID); err != nil {
+				return err
+			}
 		}
 		if !inline {
 			return nil
@@ -272,6 +282,74 @@ func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 		}
 	}
 	return nil
+}
+
+// removals are the message files of committed batches waiting for the
+// WAL fsync before they go (see finish), and those of them a later write
+// took a new reference to, which must stay.
+type removals struct {
+	mu      sync.Mutex
+	waiting map[string]bool
+	revived map[string]bool
+}
+
+// reviveFile makes sure a blob that gets its first reference has its file
+// and keeps it: a removal planned by this batch or one waiting for its
+// fsync is called off. It fails when the file is gone.
+func (s *Store) reviveFile(id string) error {
+	if b := s.cur; b != nil {
+		b.reqRemove = slices.DeleteFunc(b.reqRemove, func(x string) bool { return x == id })
+		b.removeBlobs = slices.DeleteFunc(b.removeBlobs, func(x string) bool { return x == id })
+	}
+	r := &s.removing
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, err := os.Stat(s.blobPath(id)); err != nil {
+		return fmt.Errorf("blob %s: %w", id, ErrNotFound)
+	}
+	if r.waiting[id] {
+		if r.revived == nil {
+			r.revived = map[string]bool{}
+		}
+		r.revived[id] = true
+	}
+	return nil
+}
+
+// plan records files to remove once their batch is durable.
+func (r *removals) plan(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.waiting == nil {
+		r.waiting = map[string]bool{}
+	}
+	for _, id := range ids {
+		r.waiting[id] = true
+	}
+}
+
+// remove deletes the files planned, but those revived meanwhile; with
+// keep it deletes none (the batch is not known to be durable; the sweep
+// takes the files that stay unreferenced).
+func (r *removals) remove(s *Store, ids []string, keep bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		delete(r.waiting, id)
+		if r.revived[id] {
+			delete(r.revived, id)
+			continue
+		}
+		if keep {
+			continue
+		}
+		if err := os.Remove(s.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("removing blob", "blob", id, "err", err)
+		}
+	}
 }
 
 // SweepBlobs removes message files that no row references and that are

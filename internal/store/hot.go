@@ -45,7 +45,7 @@ func (s *Store) prepareHot(ctx context.Context) error {
 		insertMeta: prep("INSERT INTO message_meta(message_id, meta) VALUES(?, ?)"),
 		infosRange: prep("SELECT " + infoCols + " FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid"),
 		refBlob: prep(`INSERT INTO blobs(id, size, refs, inline) VALUES(?, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs`),
+			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs RETURNING refs`),
 		blobData: prep("INSERT OR IGNORE INTO blob_data(id, data) VALUES(?, ?)"),
 	}
 	rb, err := s.db.PrepareContext(ctx, "SELECT data FROM blob_data WHERE id = ?")

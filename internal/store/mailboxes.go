@@ -139,7 +139,7 @@ func createMailbox(ctx context.Context, tx *sql.Tx, accountID int64, name, speci
 // levels are not created: IMAP clients see them as \NonExistent.
 func (s *Store) CreateMailbox(ctx context.Context, accountID int64, name, specialUse string) (Mailbox, error) {
 	var mb Mailbox
-	err := s.update(ctx, func(tx *sql.Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		mb, err = createMailbox(ctx, tx, accountID, name, specialUse)
 		s.touch(accountID)
@@ -157,7 +157,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string)
 	if name == "INBOX" {
 		return fmt.Errorf("INBOX cannot be deleted: %w", ErrInvalid)
 	}
-	return s.update(ctx, func(tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", accountID, name).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -188,7 +188,7 @@ func (s *Store) RenameMailbox(ctx context.Context, accountID int64, from, to str
 	if to == "INBOX" || strings.HasPrefix(to+"/", from+"/") && from != "INBOX" {
 		return fmt.Errorf("cannot rename %s to %s: %w", from, to, ErrInvalid)
 	}
-	return s.update(ctx, func(tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", accountID, to).Scan(&one)
 		if err == nil {
@@ -239,7 +239,7 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		q := "DELETE FROM subscriptions WHERE account_id = ? AND name = ?"
 		if on {
 			q = "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES(?, ?)"

@@ -176,7 +176,7 @@ func (s *Store) DeliverBatch(ctx context.Context, ds []*Delivery) ([][]Delivered
 		}
 	}
 	results := make([][]Delivered, len(ds))
-	err := s.update(ctx, func(tx *sql.Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for i, d := range ds {
 			res := make([]Delivered, len(d.Targets))
 			n := 0
@@ -341,7 +341,7 @@ func (s *Store) AppendAll(ctx context.Context, reqs []AppendRequest) ([]Delivere
 		metas = append(metas, meta)
 	}
 	out := make([]Delivered, len(ds))
-	err := s.update(ctx, func(tx *sql.Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for i, d := range ds {
 			r, err := s.deliverOne(ctx, tx, d, d.Targets[0], metas[i])
 			if err != nil {
@@ -581,7 +581,7 @@ func applyFlags(cur []string, u FlagUpdate) []string {
 // change (changed or not); failed the UIDs skipped because their modseq
 // was above UnchangedSince (RFC 7162 §3.1.3).
 func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) (updated []MessageInfo, failed []uint32, err error) {
-	err = s.updateLazy(ctx, func(tx *sql.Tx) error {
+	err = s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		updated, failed = nil, nil
 		var acct int64
 		infos, err := s.infosByUIDs(ctx, tx, mailboxID, u.UIDs)
@@ -637,7 +637,7 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 // ones that exist. It returns the UIDs removed, sorted.
 func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
 	var removed []uint32
-	err := s.updateLazy(ctx, func(tx *sql.Tx) error {
+	err := s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		removed = nil
 		var infos []MessageInfo
 		var err error
@@ -730,7 +730,7 @@ func (s *Store) Move(ctx context.Context, srcMailboxID, dstMailboxID int64, uids
 func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, move bool) (uint32, []UIDPair, error) {
 	var uv uint32
 	var pairs []UIDPair
-	err := s.update(ctx, func(tx *sql.Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		pairs = nil
 		acct, err := s.mailboxAccount(ctx, tx, src)
 		if err != nil {

@@ -61,6 +61,7 @@ type Store struct {
 	syncs      chan *syncJob // committed batches for the syncer
 	hot        hotStmts
 	pending    pendingBlobs
+	removing   removals
 	reads      sync.Map // query -> *sql.Stmt on db
 	writes     sync.Map // query -> *sql.Stmt on wdb (see txStmt)
 	unprepared sync.Map // queries txStmt met before they were prepared

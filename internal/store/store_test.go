@@ -625,7 +625,7 @@ func TestFailedWriteKeepsReleasedFile(t *testing.T) {
 			}
 			blobID := infos[0].BlobID
 			oops := errors.New("oops")
-			release := func(tx *sql.Tx) error {
+			release := func(_ context.Context, tx *sql.Tx) error {
 				if err := s.refBlob(tx, Blob{ID: blobID}, -1); err != nil {
 					return err
 				}
@@ -636,11 +636,11 @@ func TestFailedWriteKeepsReleasedFile(t *testing.T) {
 				// Hold the writer so that both writes queue up and
 				// share the next batch.
 				hold, held := make(chan struct{}), make(chan struct{})
-				go s.update(ctx, func(*sql.Tx) error { close(held); <-hold; return nil })
+				go s.update(ctx, func(context.Context, *sql.Tx) error { close(held); <-hold; return nil })
 				<-held
 				other = make(chan error, 1)
 				go func() {
-					other <- s.updateLazy(ctx, func(tx *sql.Tx) error {
+					other <- s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
 						_, err := s.txExec(ctx, tx, "UPDATE accounts SET modseq = modseq + 1 WHERE id = ?", a.ID)
 						return err
 					})
@@ -670,5 +670,106 @@ func TestFailedWriteKeepsReleasedFile(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// A write whose context ends while one of its statements runs fails
+// alone: the others in its batch still land.
+func TestCancelledWriteLeavesItsBatch(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, err := s.MailboxByName(ctx, a.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.update(ctx, func(context.Context, *sql.Tx) error { close(held); <-hold; return nil })
+	<-held
+	appended := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(msg("innocent"))})
+		appended <- err
+	}()
+	for len(s.reqs) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	slow := make(chan error, 1)
+	go func() {
+		slow <- s.update(cctx, func(ctx context.Context, tx *sql.Tx) error {
+			// Long enough for the deadline to pass while it runs.
+			_, err := tx.ExecContext(ctx, `UPDATE accounts SET modseq = modseq + (WITH RECURSIVE c(x) AS
+				(SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 400000) SELECT count(*) FROM c) - 400000 WHERE id = ?`, a.ID)
+			return err
+		})
+	}()
+	for len(s.reqs) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(hold)
+	if err := <-appended; err != nil {
+		t.Fatalf("append sharing the batch with a cancelled write: %v", err)
+	}
+	<-slow
+}
+
+// A message delivered from a blob that another write of the same batch
+// released (a queue entry dropped while it was delivered) keeps its
+// file.
+func TestDeliverRevivesReleasedFile(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	w, _ := s.NewBlob()
+	w.Write([]byte(msg("queued") + strings.Repeat("x", inlineMax)))
+	blob, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.parseBlob(blob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.QueueAdd(ctx, &QueueEntry{From: "x@example.org", Blob: blob, Recipients: []QueueRecipient{{Address: "a@example.org"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.update(ctx, func(context.Context, *sql.Tx) error { close(held); <-hold; return nil })
+	<-held
+	dropped := make(chan error, 1)
+	go func() { dropped <- s.QueueDrop(ctx, id) }()
+	for len(s.reqs) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	delivered := make(chan error, 1)
+	var res []Delivered
+	go func() {
+		var err error
+		res, err = s.Deliver(ctx, &Delivery{Blob: blob, Parsed: p, Targets: []Target{{AccountID: a.ID}}})
+		delivered <- err
+	}()
+	for len(s.reqs) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(hold)
+	if err := <-dropped; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-delivered; err != nil || res[0].Err != nil {
+		t.Fatalf("deliver: %v %+v", err, res)
+	}
+	if _, err := s.readBlob(blob.ID); err != nil {
+		t.Fatalf("acknowledged delivery lost its bytes: %v", err)
+	}
+	// Once released for good, the bytes cannot be delivered again: the
+	// delivery fails instead of storing a message without them.
+	if _, err := s.Expunge(ctx, res[0].MailboxID, []uint32{res[0].UID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deliver(ctx, &Delivery{Blob: blob, Parsed: p, Targets: []Target{{AccountID: a.ID}}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delivery of released bytes: %v", err)
 	}
 }

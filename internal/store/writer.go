@@ -13,7 +13,7 @@ import (
 // writeReq is one write waiting for the writer goroutine.
 type writeReq struct {
 	ctx  context.Context
-	fn   func(tx *sql.Tx) error
+	fn   func(ctx context.Context, tx *sql.Tx) error
 	done chan error
 	lazy bool
 }
@@ -30,8 +30,11 @@ type batch struct {
 // update runs fn in a write transaction shared with other concurrent
 // writes (group commit) and returns when the transaction is durable. fn
 // runs inside a savepoint: its error rolls back only its own changes.
-// fn must not block on anything but the database.
-func (s *Store) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// fn must not block on anything but the database. fn gets ctx without
+// its cancellation: once started a write runs to its end, since SQLite
+// answers a statement interrupted inside a transaction by rolling back
+// the whole transaction, the other writes of the batch with it.
+func (s *Store) update(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	return s.write(ctx, fn, false)
 }
 
@@ -40,11 +43,11 @@ func (s *Store) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // fsynced, unless it shares a batch with a durable write. A process crash
 // (kill -9) loses nothing either way: the WAL is in the kernel's cache.
 // This is the difference Dovecot also makes between mail and flags.
-func (s *Store) updateLazy(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) updateLazy(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	return s.write(ctx, fn, true)
 }
 
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error, lazy bool) error {
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error, lazy bool) error {
 	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: lazy}
 	select {
 	case s.reqs <- req:
@@ -134,7 +137,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			}
 		}
 		b.reqInlined, b.reqRemove = b.reqInlined[:0], b.reqRemove[:0]
-		errs[i] = r.fn(tx)
+		errs[i] = r.fn(context.WithoutCancel(r.ctx), tx)
 		if errs[i] == nil {
 			b.inlined = append(b.inlined, b.reqInlined...)
 			b.removeBlobs = append(b.removeBlobs, b.reqRemove...)
@@ -165,6 +168,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 	// kernel's cache, is enough, and the next fsync takes them along.
 	// The others wait for the syncer, and so does everyone when files
 	// are to go (see finish).
+	s.removing.plan(b.removeBlobs)
 	job := &syncJob{removeBlobs: b.removeBlobs, touched: b.touched}
 	for i, r := range reqs {
 		if r.lazy && len(b.removeBlobs) == 0 {
@@ -258,15 +262,10 @@ func (s *Store) syncer(done chan<- struct{}) {
 // file must never go while a row that could come back after a power
 // failure still points at it.
 func (s *Store) finish(j *syncJob, syncErr error) {
-	if syncErr == nil {
-		for _, id := range j.removeBlobs {
-			if err := os.Remove(s.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				s.log.Warn("removing blob", "blob", id, "err", err)
-			}
-		}
-	} else if len(j.removeBlobs) > 0 {
+	if syncErr != nil && len(j.removeBlobs) > 0 {
 		s.log.Warn("keeping released files for the sweep", "count", len(j.removeBlobs))
 	}
+	s.removing.remove(s, j.removeBlobs, syncErr != nil)
 	for i, r := range j.reqs {
 		err := j.errs[i]
 		if err == nil && syncErr != nil && !r.lazy {
