@@ -635,9 +635,7 @@ func TestFailedWriteKeepsReleasedFile(t *testing.T) {
 			if shared {
 				// Hold the writer so that both writes queue up and
 				// share the next batch.
-				hold, held := make(chan struct{}), make(chan struct{})
-				go s.update(ctx, func(context.Context, *sql.Tx) error { close(held); <-hold; return nil })
-				<-held
+				unhold := holdWriter(s)
 				other = make(chan error, 1)
 				go func() {
 					other <- s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -647,10 +645,8 @@ func TestFailedWriteKeepsReleasedFile(t *testing.T) {
 				}()
 				failed := make(chan error, 1)
 				go func() { failed <- s.update(ctx, release) }()
-				for len(s.reqs) < 2 {
-					time.Sleep(time.Millisecond)
-				}
-				close(hold)
+				waitQueued(s, 2)
+				unhold()
 				err = <-failed
 			} else {
 				err = s.update(ctx, release)
@@ -683,17 +679,13 @@ func TestCancelledWriteLeavesItsBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hold, held := make(chan struct{}), make(chan struct{})
-	go s.update(ctx, func(context.Context, *sql.Tx) error { close(held); <-hold; return nil })
-	<-held
+	release := holdWriter(s)
 	appended := make(chan error, 1)
 	go func() {
 		_, err := s.Append(ctx, AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(msg("innocent"))})
 		appended <- err
 	}()
-	for len(s.reqs) < 1 {
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(s, 1)
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	slow := make(chan error, 1)
@@ -705,10 +697,8 @@ func TestCancelledWriteLeavesItsBatch(t *testing.T) {
 			return err
 		})
 	}()
-	for len(s.reqs) < 2 {
-		time.Sleep(time.Millisecond)
-	}
-	close(hold)
+	waitQueued(s, 2)
+	release()
 	if err := <-appended; err != nil {
 		t.Fatalf("append sharing the batch with a cancelled write: %v", err)
 	}
@@ -736,14 +726,10 @@ func TestDeliverRevivesReleasedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hold, held := make(chan struct{}), make(chan struct{})
-	go s.update(ctx, func(context.Context, *sql.Tx) error { close(held); <-hold; return nil })
-	<-held
+	release := holdWriter(s)
 	dropped := make(chan error, 1)
 	go func() { dropped <- s.QueueDrop(ctx, id) }()
-	for len(s.reqs) < 1 {
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(s, 1)
 	delivered := make(chan error, 1)
 	var res []Delivered
 	go func() {
@@ -751,10 +737,8 @@ func TestDeliverRevivesReleasedFile(t *testing.T) {
 		res, err = s.Deliver(ctx, &Delivery{Blob: blob, Parsed: p, Targets: []Target{{AccountID: a.ID}}})
 		delivered <- err
 	}()
-	for len(s.reqs) < 2 {
-		time.Sleep(time.Millisecond)
-	}
-	close(hold)
+	waitQueued(s, 2)
+	release()
 	if err := <-dropped; err != nil {
 		t.Fatal(err)
 	}
@@ -771,5 +755,21 @@ func TestDeliverRevivesReleasedFile(t *testing.T) {
 	}
 	if _, err := s.Deliver(ctx, &Delivery{Blob: blob, Parsed: p, Targets: []Target{{AccountID: a.ID}}}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("delivery of released bytes: %v", err)
+	}
+}
+
+// holdWriter keeps the writer busy until release is called, so that the
+// writes queued meanwhile share its next batch (see waitQueued).
+func holdWriter(s *Store) (release func()) {
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.update(context.Background(), func(context.Context, *sql.Tx) error { close(held); <-hold; return nil })
+	<-held
+	return func() { close(hold) }
+}
+
+// waitQueued waits until n writes wait for the writer.
+func waitQueued(s *Store, n int) {
+	for len(s.reqs) < n {
+		time.Sleep(time.Millisecond)
 	}
 }
