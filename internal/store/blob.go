@@ -87,8 +87,15 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 // spill moves the message from memory to its file.
 func (w *BlobWriter) spill() error {
 	dir := filepath.Join(w.s.blobDir, w.id[:2])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		// A new directory (one of 256) must itself survive a power
+		// failure, or the files in it are lost with it.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if err := syncDir(w.s.blobDir); err != nil {
+			return err
+		}
 	}
 	f, err := os.OpenFile(filepath.Join(dir, w.id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {

@@ -58,7 +58,19 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.
 	}
 	// Once queued the write is carried out whatever the context says, so
 	// wait for its outcome: returning early would hide whether it landed.
-	return <-req.done
+	// Only a write queued after the writer's last look at the queue is
+	// never carried out (every answer is sent before stopped closes).
+	select {
+	case err := <-req.done:
+		return err
+	case <-s.stopped:
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return errors.New("store: closed")
+		}
+	}
 }
 
 // writer collects concurrent writes into one transaction and one fsync.
