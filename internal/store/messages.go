@@ -161,22 +161,12 @@ func (s *Store) Deliver(ctx context.Context, d *Delivery) ([]Delivered, error) {
 // its blob unreferenced, for the caller to discard. The error is for
 // failures of the whole batch, which then stores nothing.
 func (s *Store) DeliverBatch(ctx context.Context, ds []*Delivery) ([][]Delivered, error) {
-	metas := make([][]byte, len(ds))
-	for i, d := range ds {
-		if d.Parsed == nil {
-			return nil, fmt.Errorf("deliver: no parsed message: %w", ErrInvalid)
-		}
-		meta, err := json.Marshal(d.Parsed)
-		if err != nil {
-			return nil, err
-		}
-		metas[i] = meta
-		if d.InternalDate.IsZero() {
-			d.InternalDate = time.Now()
-		}
+	metas, err := deliveryMetas(ds)
+	if err != nil {
+		return nil, err
 	}
 	results := make([][]Delivered, len(ds))
-	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for i, d := range ds {
 			res := make([]Delivered, len(d.Targets))
 			n := 0
@@ -204,6 +194,26 @@ func (s *Store) DeliverBatch(ctx context.Context, ds []*Delivery) ([][]Delivered
 		return nil, err
 	}
 	return results, nil
+}
+
+// deliveryMetas encodes the parsed structure of each delivery, as stored
+// beside its message, and dates those that came without a date.
+func deliveryMetas(ds []*Delivery) ([][]byte, error) {
+	metas := make([][]byte, len(ds))
+	for i, d := range ds {
+		if d.Parsed == nil {
+			return nil, fmt.Errorf("deliver: no parsed message: %w", ErrInvalid)
+		}
+		meta, err := json.Marshal(d.Parsed)
+		if err != nil {
+			return nil, err
+		}
+		metas[i] = meta
+		if d.InternalDate.IsZero() {
+			d.InternalDate = time.Now()
+		}
+	}
+	return metas, nil
 }
 
 func (s *Store) targetMailbox(ctx context.Context, tx *sql.Tx, t Target) (id int64, uidValidity, uidNext uint32, err error) {
@@ -320,7 +330,6 @@ func (s *Store) Append(ctx context.Context, req AppendRequest) (Delivered, error
 // delivery took space between the caller's check and this write.
 func (s *Store) AppendAll(ctx context.Context, reqs []AppendRequest) ([]Delivered, error) {
 	ds := make([]*Delivery, 0, len(reqs))
-	metas := make([][]byte, 0, len(reqs))
 	discard := func() {
 		for _, d := range ds {
 			s.DiscardBlob(ctx, d.Blob.ID)
@@ -333,15 +342,14 @@ func (s *Store) AppendAll(ctx context.Context, reqs []AppendRequest) ([]Delivere
 			return nil, err
 		}
 		ds = append(ds, d)
-		meta, err := json.Marshal(d.Parsed)
-		if err != nil {
-			discard()
-			return nil, err
-		}
-		metas = append(metas, meta)
+	}
+	metas, err := deliveryMetas(ds)
+	if err != nil {
+		discard()
+		return nil, err
 	}
 	out := make([]Delivered, len(ds))
-	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for i, d := range ds {
 			r, err := s.deliverOne(ctx, tx, d, d.Targets[0], metas[i])
 			if err != nil {
@@ -381,12 +389,8 @@ func (s *Store) stageAppend(req AppendRequest) (*Delivery, error) {
 		s.DiscardBlob(context.Background(), blob.ID)
 		return nil, err
 	}
-	date := req.InternalDate
-	if date.IsZero() {
-		date = time.Now()
-	}
 	return &Delivery{
-		Blob: blob, Parsed: parsed, InternalDate: date,
+		Blob: blob, Parsed: parsed, InternalDate: req.InternalDate,
 		Targets:     []Target{{AccountID: req.AccountID, MailboxID: req.MailboxID, Flags: req.Flags}},
 		IgnoreQuota: req.IgnoreQuota, SkipDuplicate: req.SkipDuplicate,
 	}, nil

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tern-mail/tern/internal/message"
 )
 
 func openTest(t *testing.T) *Store {
@@ -252,17 +254,8 @@ func testDeliverSharesBlob(t *testing.T, pad int) {
 	ctx := context.Background()
 	a := mustAccount(t, s, "a@example.org")
 	b := mustAccount(t, s, "b@example.org")
-	w, _ := s.NewBlob()
 	body := msg("shared") + strings.Repeat("x", pad)
-	w.Write([]byte(body))
-	blob, err := w.Commit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := s.parseBlob(blob.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, p := parsedBlob(t, s, body)
 	res, err := s.Deliver(ctx, &Delivery{Blob: blob, Parsed: p, Targets: []Target{{AccountID: a.ID}, {AccountID: b.ID, Mailbox: "Nope"}}})
 	if err != nil || res[0].Err != nil || res[1].Err != nil || res[0].UID != 1 || res[1].UID != 1 {
 		t.Fatalf("deliver %+v %v", res, err)
@@ -712,16 +705,7 @@ func TestDeliverRevivesReleasedFile(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
 	a := mustAccount(t, s, "a@example.org")
-	w, _ := s.NewBlob()
-	w.Write([]byte(msg("queued") + strings.Repeat("x", inlineMax)))
-	blob, err := w.Commit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := s.parseBlob(blob.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, p := parsedBlob(t, s, msg("queued")+strings.Repeat("x", inlineMax))
 	id, err := s.QueueAdd(ctx, &QueueEntry{From: "x@example.org", Blob: blob, Recipients: []QueueRecipient{{Address: "a@example.org"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -772,4 +756,15 @@ func waitQueued(s *Store, n int) {
 	for len(s.reqs) < n {
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// parsedBlob stores body as a blob, ready for a Delivery.
+func parsedBlob(t *testing.T, s *Store, body string) (Blob, *message.Parsed) {
+	t.Helper()
+	blob := queueTestBlob(t, s, body)
+	p, err := s.parseBlob(blob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blob, p
 }

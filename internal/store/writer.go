@@ -133,6 +133,15 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		fail(err)
 		return
 	}
+	// exec runs a statement of the batch's own; its failure fails all.
+	exec := func(q string) bool {
+		if _, err := s.txExec(ctx, tx, q); err != nil {
+			tx.Rollback()
+			fail(err)
+			return false
+		}
+		return true
+	}
 	// A write alone in its batch needs no savepoint: its error rolls back
 	// the whole transaction, which holds nothing else.
 	alone := len(reqs) == 1
@@ -141,33 +150,24 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			errs[i] = err
 			continue
 		}
-		if !alone {
-			if _, err := s.txExec(ctx, tx, "SAVEPOINT w"); err != nil {
-				tx.Rollback()
-				fail(err)
-				return
-			}
+		if !alone && !exec("SAVEPOINT w") {
+			return
 		}
 		b.reqInlined, b.reqRemove = b.reqInlined[:0], b.reqRemove[:0]
 		errs[i] = r.fn(context.WithoutCancel(r.ctx), tx)
-		if errs[i] == nil {
+		switch {
+		case errs[i] == nil:
 			b.inlined = append(b.inlined, b.reqInlined...)
 			b.removeBlobs = append(b.removeBlobs, b.reqRemove...)
-		} else if alone {
+		case alone:
 			tx.Rollback()
 			r.done <- errs[i]
 			return
-		} else if _, err := s.txExec(ctx, tx, "ROLLBACK TO w"); err != nil {
-			tx.Rollback()
-			fail(err)
+		case !exec("ROLLBACK TO w"):
 			return
 		}
-		if !alone {
-			if _, err := s.txExec(ctx, tx, "RELEASE w"); err != nil {
-				tx.Rollback()
-				fail(err)
-				return
-			}
+		if !alone && !exec("RELEASE w") {
+			return
 		}
 	}
 	if err := tx.Commit(); err != nil {
