@@ -679,12 +679,14 @@ func TestCancelledWriteLeavesItsBatch(t *testing.T) {
 		appended <- err
 	}()
 	waitQueued(s, 1)
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	slow := make(chan error, 1)
 	go func() {
 		slow <- s.update(cctx, func(ctx context.Context, tx *sql.Tx) error {
-			// Long enough for the deadline to pass while it runs.
+			// The caller gives up once the write has started, while
+			// this statement runs.
+			time.AfterFunc(5*time.Millisecond, cancel)
 			_, err := tx.ExecContext(ctx, `UPDATE accounts SET modseq = modseq + (WITH RECURSIVE c(x) AS
 				(SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 400000) SELECT count(*) FROM c) - 400000 WHERE id = ?`, a.ID)
 			return err
