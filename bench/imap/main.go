@@ -34,6 +34,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"syscall"
 	"time"
@@ -209,7 +210,21 @@ func serve(args []string) error {
 	data := fs.String("data", "", "tern data directory")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here until stopped")
+	traceFile := fs.String("trace", "", "write an execution trace here: 2s, from 6s after start")
 	fs.Parse(args)
+	if *traceFile != "" {
+		go func() {
+			time.Sleep(6 * time.Second)
+			f, err := os.Create(*traceFile)
+			if err != nil {
+				return
+			}
+			trace.Start(f)
+			time.Sleep(2 * time.Second)
+			trace.Stop()
+			f.Close()
+		}()
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

@@ -70,7 +70,7 @@ func (s *Store) AddDomain(ctx context.Context, name string) error {
 	if name == "" || strings.ContainsAny(name, "@ \t/") {
 		return fmt.Errorf("domain %q: %w", name, ErrInvalid)
 	}
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, "INSERT INTO domains(name) VALUES(?) ON CONFLICT DO NOTHING", name)
 		if err != nil {
 			return err
@@ -85,7 +85,7 @@ func (s *Store) AddDomain(ctx context.Context, name string) error {
 // DeleteDomain removes a domain that has no accounts left.
 func (s *Store) DeleteDomain(ctx context.Context, name string) error {
 	name = normDomain(name)
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM accounts a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?", name).Scan(&n); err != nil {
 			return err
@@ -148,7 +148,7 @@ func (s *Store) AddAccount(ctx context.Context, address, passwordHash, scram str
 	}
 	address = local + "@" + domain
 	var acct Account
-	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		var domainID int64
 		err := tx.QueryRowContext(ctx, "SELECT id FROM domains WHERE name = ?", domain).Scan(&domainID)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -181,7 +181,7 @@ func (s *Store) AddAccount(ctx context.Context, address, passwordHash, scram str
 
 // DeleteAccount removes an account, its mailboxes and messages.
 func (s *Store) DeleteAccount(ctx context.Context, address string) error {
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, "SELECT id FROM accounts WHERE address = ?", address).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -209,7 +209,7 @@ func (s *Store) SetQuota(ctx context.Context, address string, bytes int64) error
 }
 
 func (s *Store) updateAccount(ctx context.Context, address, set string, args ...any) error {
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE accounts SET "+set+" WHERE address = ?", append(args, address)...)
 		if err != nil {
 			return err
@@ -245,7 +245,7 @@ func (s *Store) AddSendAs(ctx context.Context, account, address string) error {
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO send_as(account_id, address) VALUES(?, ?)", a.ID, address)
 		return err
 	})
@@ -257,7 +257,7 @@ func (s *Store) DeleteSendAs(ctx context.Context, account, address string) error
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM send_as WHERE account_id = ? AND address = ?", a.ID, strings.TrimSpace(address))
 		if err != nil {
 			return err
@@ -327,7 +327,7 @@ func (s *Store) AddAlias(ctx context.Context, alias string, targets []string) er
 		}
 	}
 	alias = local + "@" + domain
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, "SELECT 1 FROM domains WHERE name = ?", domain).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -343,7 +343,7 @@ func (s *Store) AddAlias(ctx context.Context, alias string, targets []string) er
 
 // DeleteAlias removes an alias.
 func (s *Store) DeleteAlias(ctx context.Context, alias string) error {
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM aliases WHERE address = ?", strings.TrimSpace(alias))
 		if err != nil {
 			return err

@@ -249,12 +249,12 @@ func validBlobID(id string) bool {
 // refBlob changes the reference count of a blob inside a write, creating
 // its row on first reference (with the bytes, for an inline blob). When
 // the count reaches zero the row goes, and a file is removed after commit.
-func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
+func (s *Store) refBlob(tx *wtx, b Blob, delta int) error {
 	ctx := context.Background()
 	if delta > 0 {
 		data, inline := s.pending.get(b.ID)
 		var refs int
-		if err := tx.StmtContext(ctx, s.hot.refBlob).QueryRowContext(ctx, b.ID, b.Size, delta, inline).Scan(&refs); err != nil {
+		if err := s.hot.refBlob.QueryRowContext(ctx, b.ID, b.Size, delta, inline).Scan(&refs); err != nil {
 			return err
 		}
 		if refs == delta && !inline {
@@ -271,7 +271,7 @@ func (s *Store) refBlob(tx *sql.Tx, b Blob, delta int) error {
 		if s.cur != nil {
 			s.cur.reqInlined = append(s.cur.reqInlined, b.ID)
 		}
-		_, err := tx.StmtContext(ctx, s.hot.blobData).ExecContext(ctx, b.ID, data)
+		_, err := s.hot.blobData.ExecContext(ctx, b.ID, data)
 		return err
 	}
 	var refs int

@@ -7,10 +7,9 @@ import (
 )
 
 // hotStmts are the statements of the delivery path, prepared once on the
-// writer connection: SQLite's parse and plan is a good part of a small
-// delivery's cost otherwise. Inside a write they are bound to the
-// transaction with tx.StmtContext, which reuses the prepared statement of
-// the one writer connection.
+// writer's connection (wtx): SQLite's parse and plan is a good part of a
+// small delivery's cost otherwise. A write uses them as they are: they
+// run on the connection that holds its transaction.
 type hotStmts struct {
 	mailboxByID   *sql.Stmt
 	mailboxByName *sql.Stmt
@@ -30,7 +29,7 @@ type hotStmts struct {
 func (s *Store) prepareHot(ctx context.Context) error {
 	var errs []error
 	prep := func(q string) *sql.Stmt {
-		st, err := s.wdb.PrepareContext(ctx, q)
+		st, err := s.wtx.c.PrepareContext(ctx, q)
 		errs = append(errs, err)
 		return st
 	}
@@ -75,34 +74,23 @@ func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// txStmt binds the writer connection's prepared statement for query to
-// tx (the reuse hotStmts have, for statements named where they are used).
-// The writer connection is busy with tx, so a statement not prepared yet
-// is only noted: the writer prepares it before its next transaction
-// (prepareNoted), and this use runs unprepared (nil).
-func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
-	if st, ok := s.writes.Load(query); ok {
-		return tx.StmtContext(ctx, st.(*sql.Stmt))
+// txStmt returns the writer connection's prepared statement for query,
+// preparing it on first use (the reuse hotStmts have, for statements
+// named where they are used); nil if it does not prepare.
+func (s *Store) txStmt(ctx context.Context, tx *wtx, query string) *sql.Stmt {
+	if st, ok := s.writes[query]; ok {
+		return st
 	}
-	s.unprepared.Store(query, true)
-	return nil
-}
-
-// prepareNoted prepares the statements txStmt asked for; the writer calls
-// it between transactions, when the connection is free.
-func (s *Store) prepareNoted() {
-	s.unprepared.Range(func(k, _ any) bool {
-		q := k.(string)
-		s.unprepared.Delete(q)
-		if st, err := s.wdb.Prepare(q); err == nil {
-			s.writes.Store(q, st)
-		}
-		return true
-	})
+	st, err := tx.c.PrepareContext(ctx, query)
+	if err != nil {
+		return nil // the caller runs it unprepared, and meets the error
+	}
+	s.writes[query] = st
+	return st
 }
 
 // txExec runs a write in tx through the writer's statement cache.
-func (s *Store) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+func (s *Store) txExec(ctx context.Context, tx *wtx, query string, args ...any) (sql.Result, error) {
 	if st := s.txStmt(ctx, tx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -110,7 +98,7 @@ func (s *Store) txExec(ctx context.Context, tx *sql.Tx, query string, args ...an
 }
 
 // txQueryRow is txExec for a statement returning one row.
-func (s *Store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+func (s *Store) txQueryRow(ctx context.Context, tx *wtx, query string, args ...any) *sql.Row {
 	if st := s.txStmt(ctx, tx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}

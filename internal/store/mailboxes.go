@@ -102,7 +102,7 @@ func (s *Store) MailboxByID(ctx context.Context, id int64) (Mailbox, error) {
 
 // newUIDValidity returns a value never used before in this database: the
 // current time, or one more than the largest in use.
-func newUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
+func newUIDValidity(ctx context.Context, tx *wtx) (uint32, error) {
 	var max sql.NullInt64
 	if err := tx.QueryRowContext(ctx, "SELECT max(uidvalidity) FROM mailboxes").Scan(&max); err != nil {
 		return 0, err
@@ -114,7 +114,7 @@ func newUIDValidity(ctx context.Context, tx *sql.Tx) (uint32, error) {
 	return v, nil
 }
 
-func createMailbox(ctx context.Context, tx *sql.Tx, accountID int64, name, specialUse string) (Mailbox, error) {
+func createMailbox(ctx context.Context, tx *wtx, accountID int64, name, specialUse string) (Mailbox, error) {
 	name, err := NormalizeMailboxName(name)
 	if err != nil {
 		return Mailbox{}, err
@@ -139,7 +139,7 @@ func createMailbox(ctx context.Context, tx *sql.Tx, accountID int64, name, speci
 // levels are not created: IMAP clients see them as \NonExistent.
 func (s *Store) CreateMailbox(ctx context.Context, accountID int64, name, specialUse string) (Mailbox, error) {
 	var mb Mailbox
-	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		var err error
 		mb, err = createMailbox(ctx, tx, accountID, name, specialUse)
 		s.touch(accountID)
@@ -157,7 +157,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string)
 	if name == "INBOX" {
 		return fmt.Errorf("INBOX cannot be deleted: %w", ErrInvalid)
 	}
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", accountID, name).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -188,7 +188,7 @@ func (s *Store) RenameMailbox(ctx context.Context, accountID int64, from, to str
 	if to == "INBOX" || strings.HasPrefix(to+"/", from+"/") && from != "INBOX" {
 		return fmt.Errorf("cannot rename %s to %s: %w", from, to, ErrInvalid)
 	}
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", accountID, to).Scan(&one)
 		if err == nil {
@@ -239,7 +239,7 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		q := "DELETE FROM subscriptions WHERE account_id = ? AND name = ?"
 		if on {
 			q = "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES(?, ?)"

@@ -134,7 +134,7 @@ func boolInt(b bool) int {
 // counter is per mailbox, as RFC 7162 §3.1.1 asks: its values grow with
 // every change in the mailbox and never repeat in it (a mailbox that is
 // deleted and created again has a new UIDVALIDITY).
-func (s *Store) nextModSeq(ctx context.Context, tx *sql.Tx, mailboxID int64) (accountID int64, modseq uint64, err error) {
+func (s *Store) nextModSeq(ctx context.Context, tx *wtx, mailboxID int64) (accountID int64, modseq uint64, err error) {
 	err = s.txQueryRow(ctx, tx, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING account_id, highestmodseq", mailboxID).Scan(&accountID, &modseq)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("mailbox %d: %w", mailboxID, ErrNotFound)
@@ -166,7 +166,7 @@ func (s *Store) DeliverBatch(ctx context.Context, ds []*Delivery) ([][]Delivered
 		return nil, err
 	}
 	results := make([][]Delivered, len(ds))
-	err = s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		for i, d := range ds {
 			res := make([]Delivered, len(d.Targets))
 			n := 0
@@ -216,9 +216,9 @@ func deliveryMetas(ds []*Delivery) ([][]byte, error) {
 	return metas, nil
 }
 
-func (s *Store) targetMailbox(ctx context.Context, tx *sql.Tx, t Target) (id int64, uidValidity, uidNext uint32, err error) {
+func (s *Store) targetMailbox(ctx context.Context, tx *wtx, t Target) (id int64, uidValidity, uidNext uint32, err error) {
 	if t.MailboxID != 0 {
-		err = tx.StmtContext(ctx, s.hot.mailboxByID).QueryRowContext(ctx, t.MailboxID, t.AccountID).Scan(&id, &uidValidity, &uidNext)
+		err = s.hot.mailboxByID.QueryRowContext(ctx, t.MailboxID, t.AccountID).Scan(&id, &uidValidity, &uidNext)
 	} else {
 		name := t.Mailbox
 		if n, nerr := NormalizeMailboxName(name); nerr == nil {
@@ -226,7 +226,7 @@ func (s *Store) targetMailbox(ctx context.Context, tx *sql.Tx, t Target) (id int
 		} else {
 			name = "INBOX"
 		}
-		err = tx.StmtContext(ctx, s.hot.mailboxByName).QueryRowContext(ctx, t.AccountID, name).Scan(&id, &uidValidity, &uidNext)
+		err = s.hot.mailboxByName.QueryRowContext(ctx, t.AccountID, name).Scan(&id, &uidValidity, &uidNext)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("mailbox for account %d: %w", t.AccountID, ErrNotFound)
@@ -234,7 +234,7 @@ func (s *Store) targetMailbox(ctx context.Context, tx *sql.Tx, t Target) (id int
 	return
 }
 
-func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Target, meta []byte) (Delivered, error) {
+func (s *Store) deliverOne(ctx context.Context, tx *wtx, d *Delivery, t Target, meta []byte) (Delivered, error) {
 	r := Delivered{AccountID: t.AccountID}
 	id, uv, uid, err := s.targetMailbox(ctx, tx, t)
 	if err != nil {
@@ -243,7 +243,7 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 	r.MailboxID, r.UIDValidity = id, uv
 	if d.SkipDuplicate {
 		var one int
-		err := tx.StmtContext(ctx, s.hot.duplicate).QueryRowContext(ctx, id, d.Blob.Digest).Scan(&one)
+		err := s.hot.duplicate.QueryRowContext(ctx, id, d.Blob.Digest).Scan(&one)
 		if err == nil {
 			return r, fmt.Errorf("duplicate message: %w", ErrExists)
 		} else if !errors.Is(err, sql.ErrNoRows) {
@@ -252,7 +252,7 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 	}
 	var quota, used int64
 	size := d.Blob.Size
-	err = tx.StmtContext(ctx, s.hot.chargeAccount).QueryRowContext(ctx, size, t.AccountID).Scan(&quota, &used)
+	err = s.hot.chargeAccount.QueryRowContext(ctx, size, t.AccountID).Scan(&quota, &used)
 	if err != nil {
 		return r, err
 	}
@@ -261,17 +261,17 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 	}
 	// One statement takes the UID and the next modseq.
 	var modseq uint64
-	if err := tx.StmtContext(ctx, s.hot.bumpMailbox).QueryRowContext(ctx, id).Scan(&modseq); err != nil {
+	if err := s.hot.bumpMailbox.QueryRowContext(ctx, id).Scan(&modseq); err != nil {
 		return r, err
 	}
 	flags := NormalizeFlags(t.Flags)
 	var rowID int64
-	err = tx.StmtContext(ctx, s.hot.insertMessage).QueryRowContext(ctx, id, uid, modseq, strings.Join(flags, " "),
+	err = s.hot.insertMessage.QueryRowContext(ctx, id, uid, modseq, strings.Join(flags, " "),
 		boolInt(hasFlag(flags, `\Seen`)), boolInt(hasFlag(flags, `\Deleted`)), d.InternalDate.Unix(), size, d.Blob.ID, d.Blob.Digest).Scan(&rowID)
 	if err != nil {
 		return r, err
 	}
-	if _, err := tx.StmtContext(ctx, s.hot.insertMeta).ExecContext(ctx, rowID, meta); err != nil {
+	if _, err := s.hot.insertMeta.ExecContext(ctx, rowID, meta); err != nil {
 		return r, err
 	}
 	r.UID = uid
@@ -281,7 +281,7 @@ func (s *Store) deliverOne(ctx context.Context, tx *sql.Tx, d *Delivery, t Targe
 
 // chargeQuota adds size bytes to an account's usage, failing with
 // ErrOverQuota if that crosses its quota (unless ignore).
-func (s *Store) chargeQuota(ctx context.Context, tx *sql.Tx, accountID, size int64, ignore bool) error {
+func (s *Store) chargeQuota(ctx context.Context, tx *wtx, accountID, size int64, ignore bool) error {
 	var quota, used int64
 	err := s.txQueryRow(ctx, tx, "UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING quota_bytes, used_bytes", size, accountID).Scan(&quota, &used)
 	if err != nil {
@@ -293,7 +293,7 @@ func (s *Store) chargeQuota(ctx context.Context, tx *sql.Tx, accountID, size int
 // refundOverQuota takes back a charge of size bytes that brought an
 // account's usage to used, over its quota, and fails with ErrOverQuota
 // (unless ignore). Growing within the quota, or shrinking, passes.
-func (s *Store) refundOverQuota(ctx context.Context, tx *sql.Tx, accountID, size, quota, used int64, ignore bool) error {
+func (s *Store) refundOverQuota(ctx context.Context, tx *wtx, accountID, size, quota, used int64, ignore bool) error {
 	if ignore || quota <= 0 || used <= quota || size <= 0 {
 		return nil
 	}
@@ -349,7 +349,7 @@ func (s *Store) AppendAll(ctx context.Context, reqs []AppendRequest) ([]Delivere
 		return nil, err
 	}
 	out := make([]Delivered, len(ds))
-	err = s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		for i, d := range ds {
 			r, err := s.deliverOne(ctx, tx, d, d.Targets[0], metas[i])
 			if err != nil {
@@ -440,7 +440,7 @@ func scanInfo(r scanner) (MessageInfo, error) {
 	return m, nil
 }
 
-func (s *Store) queryInfos(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]MessageInfo, error) {
+func (s *Store) queryInfos(ctx context.Context, tx *wtx, query string, args ...any) ([]MessageInfo, error) {
 	if tx != nil {
 		if st := s.txStmt(ctx, tx, query); st != nil {
 			return scanInfos(st.QueryContext(ctx, args...))
@@ -542,10 +542,10 @@ func uidRanges(uids []uint32) [][2]uint32 {
 }
 
 // infosByUIDs loads the rows of the given UIDs inside a write.
-func (s *Store) infosByUIDs(ctx context.Context, tx *sql.Tx, mailboxID int64, uids []uint32) ([]MessageInfo, error) {
+func (s *Store) infosByUIDs(ctx context.Context, tx *wtx, mailboxID int64, uids []uint32) ([]MessageInfo, error) {
 	var out []MessageInfo
 	for _, r := range uidRanges(uids) {
-		infos, err := scanInfos(tx.StmtContext(ctx, s.hot.infosRange).QueryContext(ctx, mailboxID, r[0], r[1]))
+		infos, err := scanInfos(s.hot.infosRange.QueryContext(ctx, mailboxID, r[0], r[1]))
 		if err != nil {
 			return nil, err
 		}
@@ -554,7 +554,7 @@ func (s *Store) infosByUIDs(ctx context.Context, tx *sql.Tx, mailboxID int64, ui
 	return out, nil
 }
 
-func (s *Store) mailboxAccount(ctx context.Context, tx *sql.Tx, mailboxID int64) (int64, error) {
+func (s *Store) mailboxAccount(ctx context.Context, tx *wtx, mailboxID int64) (int64, error) {
 	var acct int64
 	err := s.txQueryRow(ctx, tx, "SELECT account_id FROM mailboxes WHERE id = ?", mailboxID).Scan(&acct)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -585,7 +585,7 @@ func applyFlags(cur []string, u FlagUpdate) []string {
 // change (changed or not); failed the UIDs skipped because their modseq
 // was above UnchangedSince (RFC 7162 §3.1.3).
 func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) (updated []MessageInfo, failed []uint32, err error) {
-	err = s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.updateLazy(ctx, func(ctx context.Context, tx *wtx) error {
 		updated, failed = nil, nil
 		var acct int64
 		infos, err := s.infosByUIDs(ctx, tx, mailboxID, u.UIDs)
@@ -641,7 +641,7 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 // ones that exist. It returns the UIDs removed, sorted.
 func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
 	var removed []uint32
-	err := s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.updateLazy(ctx, func(ctx context.Context, tx *wtx) error {
 		removed = nil
 		var infos []MessageInfo
 		var err error
@@ -659,7 +659,7 @@ func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]
 	return removed, err
 }
 
-func (s *Store) expungeInfos(ctx context.Context, tx *sql.Tx, mailboxID int64, infos []MessageInfo) ([]uint32, error) {
+func (s *Store) expungeInfos(ctx context.Context, tx *wtx, mailboxID int64, infos []MessageInfo) ([]uint32, error) {
 	acct, modseq, err := s.nextModSeq(ctx, tx, mailboxID)
 	if err != nil {
 		return nil, err
@@ -688,7 +688,7 @@ func (s *Store) expungeInfos(ctx context.Context, tx *sql.Tx, mailboxID int64, i
 
 // releaseMessages drops the blob references and quota usage of the
 // messages matching where (a condition on messages), before their rows go.
-func (s *Store) releaseMessages(ctx context.Context, tx *sql.Tx, where string, args ...any) error {
+func (s *Store) releaseMessages(ctx context.Context, tx *wtx, where string, args ...any) error {
 	rows, err := tx.QueryContext(ctx, "SELECT blob_id, count(*) FROM messages WHERE "+where+" GROUP BY blob_id", args...)
 	if err != nil {
 		return err
@@ -734,7 +734,7 @@ func (s *Store) Move(ctx context.Context, srcMailboxID, dstMailboxID int64, uids
 func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, move bool) (uint32, []UIDPair, error) {
 	var uv uint32
 	var pairs []UIDPair
-	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		pairs = nil
 		acct, err := s.mailboxAccount(ctx, tx, src)
 		if err != nil {

@@ -35,7 +35,7 @@ func (s *Store) LoadPolicy(ctx context.Context, domain string) (id, policy strin
 // SavePolicy keeps a domain's MTA-STS policy until it expires, and drops
 // the policies that expired long ago.
 func (s *Store) SavePolicy(ctx context.Context, domain, id, policy string, expires time.Time) error {
-	return s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.updateLazy(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO mtasts_policies(domain, id, policy, expires) VALUES(?, ?, ?, ?)
 			ON CONFLICT(domain) DO UPDATE SET id = excluded.id, policy = excluded.policy, expires = excluded.expires`,
 			domain, id, policy, expires.Unix())

@@ -88,7 +88,7 @@ func (s *Store) QueueAdd(ctx context.Context, e *QueueEntry) (int64, error) {
 		e.NextAttempt = e.Created
 	}
 	var id int64
-	err = s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		if err := s.refBlob(tx, e.Blob, 1); err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (s *Store) QueueUpdate(ctx context.Context, e *QueueEntry) error {
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		if !e.Pending() {
 			return s.queueDelete(ctx, tx, e.ID)
 		}
@@ -232,7 +232,7 @@ func (s *Store) QueueUpdate(ctx context.Context, e *QueueEntry) error {
 	})
 }
 
-func (s *Store) queueDelete(ctx context.Context, tx *sql.Tx, id int64) error {
+func (s *Store) queueDelete(ctx context.Context, tx *wtx, id int64) error {
 	var b Blob
 	err := s.txQueryRow(ctx, tx, `DELETE FROM queue WHERE id = ? RETURNING blob_id, size`, id).Scan(&b.ID, &b.Size)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -246,14 +246,14 @@ func (s *Store) queueDelete(ctx context.Context, tx *sql.Tx, id int64) error {
 
 // QueueDrop removes an entry without delivering it.
 func (s *Store) QueueDrop(ctx context.Context, id int64) error {
-	return s.update(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.queueDelete(ctx, tx, id) })
+	return s.update(ctx, func(ctx context.Context, tx *wtx) error { return s.queueDelete(ctx, tx, id) })
 }
 
 // QueueRetry makes an entry (id > 0) or every entry (id == 0) due at
 // now. It returns how many entries it changed.
 func (s *Store) QueueRetry(ctx context.Context, id int64, now time.Time) (int, error) {
 	var n int64
-	err := s.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		q, args := `UPDATE queue SET next_attempt = ?`, []any{now.UnixNano()}
 		if id > 0 {
 			q, args = q+` WHERE id = ?`, append(args, id)

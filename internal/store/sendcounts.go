@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -38,7 +37,7 @@ func (s *Store) SentToday(ctx context.Context, accountID int64, now time.Time) (
 // power failure may forget the last counts, never mail.
 func (s *Store) CountSent(ctx context.Context, accountID int64, now time.Time, n int) error {
 	h := hourOf(now)
-	return s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.updateLazy(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := s.txExec(ctx, tx, `INSERT INTO send_counts(account_id, hour, n) VALUES(?1, ?2, ?3)
 			ON CONFLICT(account_id, hour) DO UPDATE SET n = n + ?3`, accountID, h, n)
 		if err != nil {

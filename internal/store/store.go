@@ -50,21 +50,21 @@ type Store struct {
 	blobDir string
 	db      *sql.DB // readers
 	bulk    *sql.DB // readers of message bytes, mapping the file
-	wdb     *sql.DB // the one writer connection
+	wdb     *sql.DB // the writer's pool: its connection (wtx), and one for migrations and tests
+	wtx     *wtx    // the writer goroutine's connection
 	log     *slog.Logger
 
-	reqs       chan *writeReq
-	stop       chan struct{}
-	stopped    chan struct{}
-	maxBatch   int
-	cur        *batch        // owned by the writer goroutine
-	syncs      chan *syncJob // committed batches for the syncer
-	hot        hotStmts
-	pending    pendingBlobs
-	removing   removals
-	reads      sync.Map // query -> *sql.Stmt on db
-	writes     sync.Map // query -> *sql.Stmt on wdb (see txStmt)
-	unprepared sync.Map // queries txStmt met before they were prepared
+	reqs     chan *writeReq
+	stop     chan struct{}
+	stopped  chan struct{}
+	maxBatch int
+	cur      *batch        // owned by the writer goroutine
+	syncs    chan *syncJob // committed batches for the syncer
+	hot      hotStmts
+	pending  pendingBlobs
+	removing removals
+	reads    sync.Map             // query -> *sql.Stmt on db
+	writes   map[string]*sql.Stmt // on wtx, owned by the writer goroutine (see txStmt)
 
 	stats struct{ batches, writes, nanos atomic.Int64 }
 
@@ -99,7 +99,10 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	wdb.SetMaxOpenConns(1)
+	// The writer keeps one connection for itself (wtx); a second one
+	// serves migrations and tests, and waits on SQLite's lock as the
+	// CLI's would.
+	wdb.SetMaxOpenConns(2)
 	db, err := sql.Open("sqlite", base)
 	if err != nil {
 		wdb.Close()
@@ -128,6 +131,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 		reqs: make(chan *writeReq, 1024), stop: make(chan struct{}), stopped: make(chan struct{}),
 		syncs:    make(chan *syncJob, 256),
 		maxBatch: opts.MaxBatch,
+		writes:   map[string]*sql.Stmt{},
 	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
@@ -135,7 +139,15 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 		bulk.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if err := s.prepareHot(ctx); err != nil {
+	wc, err := wdb.Conn(ctx)
+	if err == nil {
+		s.wtx = &wtx{c: wc}
+		err = s.prepareHot(ctx)
+	}
+	if err != nil {
+		if wc != nil {
+			wc.Close()
+		}
 		db.Close()
 		wdb.Close()
 		bulk.Close()
@@ -154,7 +166,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.stopped
-		err = errors.Join(s.db.Close(), s.wdb.Close(), s.bulk.Close())
+		err = errors.Join(s.wtx.c.Close(), s.db.Close(), s.wdb.Close(), s.bulk.Close())
 	})
 	return err
 }

@@ -618,7 +618,7 @@ func TestFailedWriteKeepsReleasedFile(t *testing.T) {
 			}
 			blobID := infos[0].BlobID
 			oops := errors.New("oops")
-			release := func(_ context.Context, tx *sql.Tx) error {
+			release := func(_ context.Context, tx *wtx) error {
 				if err := s.refBlob(tx, Blob{ID: blobID}, -1); err != nil {
 					return err
 				}
@@ -631,7 +631,7 @@ func TestFailedWriteKeepsReleasedFile(t *testing.T) {
 				unhold := holdWriter(s)
 				other = make(chan error, 1)
 				go func() {
-					other <- s.updateLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
+					other <- s.updateLazy(ctx, func(ctx context.Context, tx *wtx) error {
 						_, err := s.txExec(ctx, tx, "UPDATE accounts SET modseq = modseq + 1 WHERE id = ?", a.ID)
 						return err
 					})
@@ -683,7 +683,7 @@ func TestCancelledWriteLeavesItsBatch(t *testing.T) {
 	defer cancel()
 	slow := make(chan error, 1)
 	go func() {
-		slow <- s.update(cctx, func(ctx context.Context, tx *sql.Tx) error {
+		slow <- s.update(cctx, func(ctx context.Context, tx *wtx) error {
 			// The caller gives up once the write has started, while
 			// this statement runs.
 			time.AfterFunc(5*time.Millisecond, cancel)
@@ -748,7 +748,7 @@ func TestDeliverRevivesReleasedFile(t *testing.T) {
 // writes queued meanwhile share its next batch (see waitQueued).
 func holdWriter(s *Store) (release func()) {
 	hold, held := make(chan struct{}), make(chan struct{})
-	go s.update(context.Background(), func(context.Context, *sql.Tx) error { close(held); <-hold; return nil })
+	go s.update(context.Background(), func(context.Context, *wtx) error { close(held); <-hold; return nil })
 	<-held
 	return func() { close(hold) }
 }

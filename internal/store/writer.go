@@ -10,10 +10,31 @@ import (
 	"time"
 )
 
+// wtx is the transaction a write runs in: statements on the writer
+// goroutine's own connection, between the BEGIN and COMMIT of its batch.
+// It is not a *sql.Tx: database/sql starts a goroutine for every query
+// run in one (to close its rows should the transaction's context end),
+// a dozen goroutines started, scheduled and ended per loop of the IMAP
+// mix for a context that never ends. On a *sql.Conn with a context
+// without cancellation, a query starts none.
+type wtx struct{ c *sql.Conn }
+
+func (t *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.c.ExecContext(ctx, query, args...)
+}
+
+func (t *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.c.QueryContext(ctx, query, args...)
+}
+
+func (t *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.c.QueryRowContext(ctx, query, args...)
+}
+
 // writeReq is one write waiting for the writer goroutine.
 type writeReq struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
+	fn   func(ctx context.Context, tx *wtx) error
 	done chan error
 	lazy bool
 }
@@ -34,7 +55,7 @@ type batch struct {
 // its cancellation: once started a write runs to its end, since SQLite
 // answers a statement interrupted inside a transaction by rolling back
 // the whole transaction, the other writes of the batch with it.
-func (s *Store) update(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+func (s *Store) update(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
 	return s.write(ctx, fn, false)
 }
 
@@ -43,11 +64,11 @@ func (s *Store) update(ctx context.Context, fn func(ctx context.Context, tx *sql
 // fsynced, unless it shares a batch with a durable write. A process crash
 // (kill -9) loses nothing either way: the WAL is in the kernel's cache.
 // This is the difference Dovecot also makes between mail and flags.
-func (s *Store) updateLazy(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+func (s *Store) updateLazy(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
 	return s.write(ctx, fn, true)
 }
 
-func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error, lazy bool) error {
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx) error, lazy bool) error {
 	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: lazy}
 	select {
 	case s.reqs <- req:
@@ -106,7 +127,6 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
-		s.prepareNoted()
 		s.commitBatch(reqs)
 	}
 }
@@ -128,15 +148,20 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		}
 	}
 	ctx := context.Background()
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
+	tx := s.wtx
+	rollback := func() {
+		if _, err := s.txExec(ctx, tx, "ROLLBACK"); err != nil {
+			s.log.Error("store: rolling back a batch", "err", err)
+		}
+	}
+	if _, err := s.txExec(ctx, tx, "BEGIN IMMEDIATE"); err != nil {
 		fail(err)
 		return
 	}
 	// exec runs a statement of the batch's own; its failure fails all.
 	exec := func(q string) bool {
 		if _, err := s.txExec(ctx, tx, q); err != nil {
-			tx.Rollback()
+			rollback()
 			fail(err)
 			return false
 		}
@@ -160,7 +185,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			b.inlined = append(b.inlined, b.reqInlined...)
 			b.removeBlobs = append(b.removeBlobs, b.reqRemove...)
 		case alone:
-			tx.Rollback()
+			rollback()
 			r.done <- errs[i]
 			return
 		case !exec("ROLLBACK TO w"):
@@ -170,7 +195,11 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			return
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := s.txExec(ctx, tx, "COMMIT"); err != nil {
+		// A COMMIT that fails may leave the transaction open (SQLITE_BUSY)
+		// or have ended it; either way nothing of it is kept (and a
+		// ROLLBACK of an ended one fails, which says nothing new).
+		s.txExec(ctx, tx, "ROLLBACK")
 		fail(err)
 		return
 	}
