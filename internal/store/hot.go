@@ -105,21 +105,30 @@ func (s *Store) txQueryRow(ctx context.Context, tx *wtx, query string, args ...a
 	return tx.QueryRowContext(ctx, query, args...)
 }
 
-// query runs a read through a cached prepared statement.
+// query runs a read through a cached prepared statement. A context that
+// has ended refuses the read, but one that ends while it runs does not
+// interrupt it: these are short statements (a long listing is read in
+// batches by its caller), and a cancellable context costs every query
+// two goroutines, database/sql's to close the rows and the driver's to
+// interrupt the statement, a few per IMAP command.
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	st, err := s.readStmt(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	return st.QueryContext(ctx, args...)
+	return st.QueryContext(context.WithoutCancel(ctx), args...)
 }
 
-// queryRow is QueryRow through a cached prepared statement.
+// queryRow is QueryRow through a cached prepared statement, with the
+// context as query takes it.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	st, err := s.readStmt(ctx, query)
-	if err != nil {
+	if err != nil || ctx.Err() != nil {
 		// Let the error surface at Scan, as database/sql does.
 		return s.db.QueryRowContext(ctx, query, args...)
 	}
-	return st.QueryRowContext(ctx, args...)
+	return st.QueryRowContext(context.WithoutCancel(ctx), args...)
 }
