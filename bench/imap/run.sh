@@ -54,6 +54,20 @@
 # keeps both cores busy; tern leaves about a fifth of them idle, its
 # commands queued on the one store writer (busy 85-95% of the time, a
 # sixth of that waiting for a core).
+#
+# 2026-12-07 later, after writes left database/sql's Tx (a goroutine per
+# query) for the writer's own connection and short reads dropped their
+# context's cancellation (two goroutines per query); quieter machine, same
+# settings:
+#   10      yes     5546        1221           4.54x
+#   10      no      5884        3936           1.49x
+#   50      yes     6586        1218           5.41x
+#   50      no      7181        3570           2.01x
+# Go's scheduling latency p50 fell from 100-230 us to 3-10 us at 10
+# clients; A/B on the same data (bench/imap load, 5 alternating rounds of
+# 8 s) gave +4-6% commands/s and -4-7% server CPU per command. At 10
+# clients the machine still idles 17%: each client has one command in
+# flight, and a fifth of a loop's commands wait on the writer or the fsync.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-200}

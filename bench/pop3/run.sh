@@ -24,6 +24,16 @@
 #   16     1      34125    21317   1.60x  (30/44)    20/24
 #   16     10     75737    38973   1.94x  (19/43)     7/7
 #   cold (10 users, window 1): tern 15030, dovecot 12445
+# 2026-12-07 later, a quieter machine, writes on the writer's own
+# connection and short reads without cancellation (ROUNDS=7, medians;
+# a run before those changes, the same hour: 1.83 / 2.22 / 1.56 / 1.98):
+#   1      1      10128     5789   1.75x  (76/100)   54/78
+#   1      10     40035    18202   2.20x  (28/84)    18/24
+#   16     1      38768    24843   1.56x  (26/40)    18/22
+#   16     10     78089    42023   1.86x  (18/40)     7/7
+#   cold (10 users, window 1): tern 17856, dovecot 13210
+# With one user the session's one goroutine is the bound: about a core
+# at window 16 (26 us a message) while the client takes most of the other.
 # The client's own CPU (26-64 us/msg at window 1, mostly in the kernel's
 # loopback path) runs on the same two cores and caps the ratio.
 set -eu
