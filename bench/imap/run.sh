@@ -67,7 +67,8 @@
 # clients; A/B on the same data (bench/imap load, 5 alternating rounds of
 # 8 s) gave +4-6% commands/s and -4-7% server CPU per command. At 10
 # clients the machine still idles 17%: each client has one command in
-# flight, and a fifth of a loop's commands wait on the writer or the fsync.
+# flight, and half of a loop's commands wait on the writer (APPEND on the
+# fsync too).
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-200}
