@@ -29,7 +29,7 @@ type hotStmts struct {
 func (s *Store) prepareHot(ctx context.Context) error {
 	var errs []error
 	prep := func(q string) *sql.Stmt {
-		st, err := s.wtx.c.PrepareContext(ctx, q)
+		st, err := s.wtx.PrepareContext(ctx, q)
 		errs = append(errs, err)
 		return st
 	}
@@ -81,7 +81,7 @@ func (s *Store) txStmt(ctx context.Context, tx *wtx, query string) *sql.Stmt {
 	if st, ok := s.writes[query]; ok {
 		return st
 	}
-	st, err := tx.c.PrepareContext(ctx, query)
+	st, err := tx.PrepareContext(ctx, query)
 	if err != nil {
 		return nil // the caller runs it unprepared, and meets the error
 	}
@@ -112,23 +112,34 @@ func (s *Store) txQueryRow(ctx context.Context, tx *wtx, query string, args ...a
 // two goroutines, database/sql's to close the rows and the driver's to
 // interrupt the statement, a few per IMAP command.
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if err := ctx.Err(); err != nil {
+	rctx, err := shortRead(ctx)
+	if err != nil {
 		return nil, err
 	}
 	st, err := s.readStmt(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	return st.QueryContext(context.WithoutCancel(ctx), args...)
+	return st.QueryContext(rctx, args...)
+}
+
+// shortRead is the context a short read runs with (see query): ctx
+// without its cancellation, or ctx's error if it has ended already.
+func shortRead(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
 }
 
 // queryRow is QueryRow through a cached prepared statement, with the
 // context as query takes it.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	st, err := s.readStmt(ctx, query)
-	if err != nil || ctx.Err() != nil {
+	rctx, cerr := shortRead(ctx)
+	if err != nil || cerr != nil {
 		// Let the error surface at Scan, as database/sql does.
 		return s.db.QueryRowContext(ctx, query, args...)
 	}
-	return st.QueryRowContext(context.WithoutCancel(ctx), args...)
+	return st.QueryRowContext(rctx, args...)
 }

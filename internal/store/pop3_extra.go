@@ -76,11 +76,11 @@ const inlineMessagesQuery = "SELECT m.uid, d.data FROM messages m JOIN blob_data
 // a POP3 download reads ahead this way instead of paying a statement and
 // a read transaction per message.
 func (s *Store) InlineMessages(ctx context.Context, mailboxID int64, first, last uint32, fn func(uid uint32, data []byte) error) error {
-	// A bounded read (the caller's window), run as query runs its own.
-	if err := ctx.Err(); err != nil {
+	rctx, err := shortRead(ctx) // bounded by the caller's window
+	if err != nil {
 		return err
 	}
-	rows, err := s.hot.inlineMessages.QueryContext(context.WithoutCancel(ctx), mailboxID, first, last)
+	rows, err := s.hot.inlineMessages.QueryContext(rctx, mailboxID, first, last)
 	if err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 	}
 	wc, err := wdb.Conn(ctx)
 	if err == nil {
-		s.wtx = &wtx{c: wc}
+		s.wtx = wc
 		err = s.prepareHot(ctx)
 	}
 	if err != nil {
@@ -166,7 +166,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.stopped
-		err = errors.Join(s.wtx.c.Close(), s.db.Close(), s.wdb.Close(), s.bulk.Close())
+		err = errors.Join(s.wtx.Close(), s.db.Close(), s.wdb.Close(), s.bulk.Close())
 	})
 	return err
 }

@@ -16,20 +16,9 @@ import (
 // run in one (to close its rows should the transaction's context end),
 // a dozen goroutines started, scheduled and ended per loop of the IMAP
 // mix for a context that never ends. On a *sql.Conn with a context
-// without cancellation, a query starts none.
-type wtx struct{ c *sql.Conn }
-
-func (t *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.c.ExecContext(ctx, query, args...)
-}
-
-func (t *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.c.QueryContext(ctx, query, args...)
-}
-
-func (t *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.c.QueryRowContext(ctx, query, args...)
-}
+// without cancellation, a query starts none. The name says which
+// connection a write function is handed.
+type wtx = sql.Conn
 
 // writeReq is one write waiting for the writer goroutine.
 type writeReq struct {
