@@ -231,7 +231,7 @@ func (s *session) login(acct store.Account, how string) reply {
 	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	drop, err := loadMaildrop(ctx, s.srv.cfg.Store, acct.ID)
+	drop, err := loadMaildrop(ctx, s.srv.cfg.Store, s.srv.listings, acct.ID)
 	if err != nil {
 		s.srv.unlock(acct.ID)
 		s.log.Error("pop3: loading maildrop", "user", acct.Address, "err", err)

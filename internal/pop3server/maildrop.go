@@ -31,14 +31,17 @@ type maildrop struct {
 	pendingSeen []uint32
 }
 
-func loadMaildrop(ctx context.Context, st *store.Store, accountID int64) (*maildrop, error) {
+func loadMaildrop(ctx context.Context, st *store.Store, cache *listingCache, accountID int64) (*maildrop, error) {
 	mb, err := st.MailboxByName(ctx, accountID, "INBOX")
 	if err != nil {
 		return nil, err
 	}
-	list, err := st.DropListing(ctx, mb.ID)
-	if err != nil {
-		return nil, err
+	list, ok := cache.get(mb)
+	if !ok {
+		if list, err = st.DropListing(ctx, mb.ID); err != nil {
+			return nil, err
+		}
+		cache.put(mb, list)
 	}
 	d := &maildrop{st: st, mailboxID: mb.ID, uidValidity: mb.UIDValidity, msgs: make([]msg, len(list))}
 	for i, m := range list {

@@ -42,10 +42,11 @@ func newReadAhead(budget int) *readAhead {
 
 // get returns message i of d in wire form (byte-stuffed, CRLF line ends,
 // without the terminating "."), filling the window from the store when
-// it is not there. ok is false when the message must be read another way
+// it is not there (with a context from storeCtx, made only then: most
+// calls find the message read already). ok is false when the message must be read another way
 // (a file, gone meanwhile, or a store error, which the caller meets
 // again on its own path).
-func (ra *readAhead) get(ctx context.Context, d *maildrop, i int) (wire []byte, ok bool) {
+func (ra *readAhead) get(storeCtx func() (context.Context, context.CancelFunc), d *maildrop, i int) (wire []byte, ok bool) {
 	seq := i == ra.last+1
 	ra.last = i
 	if j := i - ra.lo; j >= 0 && j < len(ra.spans) && ra.spans[j].ok {
@@ -60,6 +61,8 @@ func (ra *readAhead) get(ctx context.Context, d *maildrop, i int) (wire []byte, 
 	} else {
 		ra.win = 1
 	}
+	ctx, cancel := storeCtx()
+	defer cancel()
 	if err := ra.fill(ctx, d, i); err != nil {
 		ra.spans = ra.spans[:0]
 		return nil, false

@@ -74,7 +74,8 @@ type Server struct {
 	// during a sequential download (see readAhead).
 	readAhead int
 
-	sizes *sizeCache
+	sizes    *sizeCache
+	listings *listingCache
 	// seenBatch is how many \Seen marks wait before one store write:
 	// marking every RETR separately would cost a commit per message.
 	seenBatch int
@@ -108,7 +109,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, locks: cfg.Locks,
-		sizes: newSizeCache(1 << 18), seenBatch: 500, readAhead: readAheadBytes,
+		sizes: newSizeCache(1 << 18), listings: newListingCache(1 << 20), seenBatch: 500, readAhead: readAheadBytes,
 	}
 	if s.locks == nil {
 		s.locks = NewLocks()

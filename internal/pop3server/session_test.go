@@ -382,3 +382,73 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("shutdown deleted: %v", got)
 	}
 }
+
+// A login reuses the previous listing only while the INBOX is unchanged:
+// a delivery, an expunge or a \Seen change made between two logins shows
+// at the second.
+func TestListingCache(t *testing.T) {
+	e := newEnv(t, envOpts{insecure: true, seen: true})
+	e.deliver(msg1)
+	uid2 := e.deliver(msg2)
+	e.deliver(msg3)
+	session := func(want string) {
+		t.Helper()
+		c := e.dial()
+		c.login()
+		if r := c.ok("STAT"); !strings.HasPrefix(r, want) {
+			t.Fatalf("STAT: %s, want %s", r, want)
+		}
+		c.ok("QUIT")
+		c.closed()
+	}
+	cached := func() []store.DropEntry {
+		mb, err := e.st.MailboxByName(context.Background(), e.acct.ID, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _ := e.srv.listings.get(mb)
+		return l
+	}
+	session("+OK 3 ")
+	first := cached()
+	if len(first) != 3 {
+		t.Fatalf("cached listing: %v", first)
+	}
+	session("+OK 3 ")
+	if again := cached(); &again[0] != &first[0] {
+		t.Fatal("an unchanged INBOX was listed again")
+	}
+
+	if _, err := e.st.Expunge(context.Background(), e.inbox.ID, []uint32{uid2}); err != nil {
+		t.Fatal(err)
+	}
+	if cached() != nil {
+		t.Fatal("the cached listing outlived an expunge")
+	}
+	session("+OK 2 ")
+	e.deliver(msg2)
+	session("+OK 3 ")
+
+	// \Seen set elsewhere: the next login must not mark it again, and
+	// one cleared elsewhere must be marked again by RETR.
+	uids := e.uids()
+	for _, op := range []store.FlagOp{store.FlagsAdd, store.FlagsRemove} {
+		session("+OK 3 ")
+		if _, _, err := e.st.UpdateFlags(context.Background(), e.inbox.ID, store.FlagUpdate{UIDs: uids[:1], Op: op, Flags: []string{`\Seen`}}); err != nil {
+			t.Fatal(err)
+		}
+		if l := cached(); l != nil {
+			t.Fatal("the cached listing outlived a flag change")
+		}
+	}
+	c := e.dial()
+	c.login()
+	c.ok("RETR 1")
+	c.multi()
+	c.ok("QUIT")
+	c.closed()
+	infos, err := e.st.Messages(context.Background(), e.inbox.ID, uids[0], uids[0])
+	if err != nil || len(infos) != 1 || !slices.Contains(infos[0].Flags, `\Seen`) {
+		t.Fatalf("after RETR: %v %v", infos, err)
+	}
+}

@@ -131,9 +131,7 @@ func (s *session) send(arg string, bodyLines int) reply {
 		seen = m
 	}
 	if bodyLines < 0 {
-		ctx, cancel := s.storeCtx()
-		wire, ok := s.ahead.get(ctx, s.drop, n-1)
-		cancel()
+		wire, ok := s.ahead.get(s.storeCtx, s.drop, n-1)
 		if ok {
 			// RFC 1939 §11 asks only that the status line begin "+OK";
 			// the octet count is Dovecot's and Courier's habit.
