@@ -24,6 +24,14 @@ func (s *Store) MessageFlags(ctx context.Context, mailboxID int64, minUID, maxUI
 	if maxUID == 0 {
 		maxUID = ^uint32(0)
 	}
+	ok, err := s.mirrored(ctx, mailboxID, func(rows []mirrorRow) {
+		for _, r := range span(rows, minUID, maxUID) {
+			dst = append(dst, MessageInfo{UID: r.uid, ModSeq: r.modseq, Flags: r.flags})
+		}
+	})
+	if ok || err != nil {
+		return dst, err
+	}
 	rows, err := s.query(ctx, "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", mailboxID, minUID, maxUID)
 	if err != nil {
 		return dst, err

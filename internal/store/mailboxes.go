@@ -100,16 +100,32 @@ func (s *Store) MailboxByID(ctx context.Context, id int64) (Mailbox, error) {
 	return scanMailbox(s.queryRow(ctx, "SELECT "+mailboxCols+" FROM mailboxes m WHERE m.id = ?", id))
 }
 
-// newUIDValidity returns a value never used before in this database: the
-// current time, or one more than the largest in use.
+// schemaV13 remembers the last UIDVALIDITY given out. Taking one more
+// than the largest in use gave a mailbox deleted and made again within
+// the same second the UIDVALIDITY it had before, with its UIDs starting
+// over: a client's cache would have taken the new messages for the old
+// ones (RFC 9051 §2.3.1.1 forbids the reuse).
+const schemaV13 = `
+CREATE TABLE uidvalidity_last(
+	id INTEGER PRIMARY KEY CHECK (id = 1),
+	value INTEGER NOT NULL
+);
+INSERT INTO uidvalidity_last(id, value) SELECT 1, coalesce(max(uidvalidity), 0) FROM mailboxes;
+`
+
+// newUIDValidity returns a value never given out before in this
+// database: the current time, or one more than the last one.
 func newUIDValidity(ctx context.Context, tx *wtx) (uint32, error) {
-	var max sql.NullInt64
-	if err := tx.QueryRowContext(ctx, "SELECT max(uidvalidity) FROM mailboxes").Scan(&max); err != nil {
+	var last int64
+	if err := tx.QueryRowContext(ctx, "SELECT value FROM uidvalidity_last WHERE id = 1").Scan(&last); err != nil {
 		return 0, err
 	}
 	v := uint32(time.Now().Unix())
-	if max.Valid && uint32(max.Int64) >= v {
-		v = uint32(max.Int64) + 1
+	if uint32(last) >= v {
+		v = uint32(last) + 1
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE uidvalidity_last SET value = ? WHERE id = 1", v); err != nil {
+		return 0, err
 	}
 	return v, nil
 }

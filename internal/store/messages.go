@@ -473,6 +473,17 @@ func (s *Store) Messages(ctx context.Context, mailboxID int64, minUID, maxUID ui
 	if maxUID == 0 {
 		maxUID = ^uint32(0)
 	}
+	var out []MessageInfo
+	ok, err := s.mirrored(ctx, mailboxID, func(rows []mirrorRow) {
+		rows = span(rows, minUID, maxUID)
+		out = make([]MessageInfo, len(rows))
+		for i := range rows {
+			out[i] = rows[i].info(true)
+		}
+	})
+	if ok || err != nil {
+		return out, err
+	}
 	return s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", mailboxID, minUID, maxUID)
 }
 

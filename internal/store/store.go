@@ -70,6 +70,7 @@ type Store struct {
 
 	closeOnce sync.Once
 	watch     watchers
+	mirror    mirror // see mirror.go
 }
 
 // Open opens (creating if needed) the store in dataDir: the database

@@ -43,7 +43,9 @@ func checkSummary(t *testing.T, s *Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		infos, err := s.Messages(ctx, id, 1, 0)
+		// Straight from the table: some tests write rows by hand, without
+		// the modseqs the mirror behind Messages follows.
+		infos, err := s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? ORDER BY uid", id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// The mirror behind Messages and MessageFlags answers what the table
+// says, through every kind of change: deliveries, flag changes,
+// expunges, copies and moves in and out, and a mailbox deleted and made
+// again (possibly under the same ID).
+func TestMirrorFollowsChanges(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	if _, err := s.CreateMailbox(ctx, a.ID, "Other", ""); err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	byName := func(name string) Mailbox {
+		mb, err := s.MailboxByName(ctx, a.ID, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mb
+	}
+	direct := func(id int64) []MessageInfo {
+		infos, err := s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? ORDER BY uid", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return infos
+	}
+	same := func(step int, name string) {
+		t.Helper()
+		mb := byName(name)
+		want := direct(mb.ID)
+		got, err := s.Messages(ctx, mb.ID, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flags, err := s.MessageFlags(ctx, mb.ID, 1, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) || len(flags) != len(want) {
+			t.Fatalf("step %d %s: %d mirrored, %d flag rows, %d in the table", step, name, len(got), len(flags), len(want))
+		}
+		for i := range want {
+			w, g, f := want[i], got[i], flags[i]
+			if g.UID != w.UID || g.ModSeq != w.ModSeq || !slices.Equal(g.Flags, w.Flags) || !g.InternalDate.Equal(w.InternalDate) ||
+				g.Size != w.Size || g.BlobID != w.BlobID || f.UID != w.UID || f.ModSeq != w.ModSeq || !slices.Equal(f.Flags, w.Flags) {
+				t.Fatalf("step %d %s: row %d mirrored %+v / %+v, table %+v", step, name, i, g, f, w)
+			}
+		}
+		// A range in the middle.
+		if len(want) > 2 {
+			lo, hi := want[1].UID, want[len(want)-2].UID
+			part, err := s.Messages(ctx, mb.ID, lo, hi)
+			if err != nil || len(part) != len(want)-2 || part[0].UID != lo {
+				t.Fatalf("step %d %s: range %d:%d gave %d rows (%v)", step, name, lo, hi, len(part), err)
+			}
+		}
+	}
+	uids := func(name string) []uint32 {
+		var out []uint32
+		for _, m := range direct(byName(name).ID) {
+			out = append(out, m.UID)
+		}
+		return out
+	}
+	pick := func(name string) []uint32 {
+		all := uids(name)
+		var out []uint32
+		for _, u := range all {
+			if rnd.IntN(3) == 0 {
+				out = append(out, u)
+			}
+		}
+		return out
+	}
+	names := []string{"INBOX", "Other"}
+	for step := range 300 {
+		name := names[rnd.IntN(2)]
+		mb := byName(name)
+		switch op := rnd.IntN(10); {
+		case op < 3:
+			appendMsg(t, s, a, name, msg(fmt.Sprint("m", step)), []string{`\Seen`, `\Flagged`, "$Work"}[rnd.IntN(3)])
+		case op < 6:
+			if u := pick(name); len(u) > 0 {
+				fop := []FlagOp{FlagsAdd, FlagsRemove, FlagsReplace}[rnd.IntN(3)]
+				if _, _, err := s.UpdateFlags(ctx, mb.ID, FlagUpdate{UIDs: u, Op: fop, Flags: []string{[]string{`\Seen`, `\Deleted`, "$Junk"}[rnd.IntN(3)]}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case op < 7:
+			if _, err := s.Expunge(ctx, mb.ID, pick(name)); err != nil {
+				t.Fatal(err)
+			}
+		case op < 8:
+			if _, err := s.Expunge(ctx, mb.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+		case op < 9:
+			other := byName(names[1-slices.Index(names, name)])
+			move := s.Copy
+			if rnd.IntN(2) == 0 {
+				move = s.Move
+			}
+			if u := pick(name); len(u) > 0 {
+				if _, _, err := move(ctx, mb.ID, other.ID, u); err != nil {
+					t.Fatal(err)
+				}
+			}
+		default:
+			if name == "Other" && rnd.IntN(4) == 0 {
+				if err := s.DeleteMailbox(ctx, a.ID, "Other"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.CreateMailbox(ctx, a.ID, "Other", ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		same(step, names[0])
+		same(step, names[1])
+	}
+}
+
+// A mailbox deleted and made again at once gets a new UIDVALIDITY, even
+// when the old one was the largest in use.
+func TestUIDValidityNotReused(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	seen := map[uint32]bool{}
+	for range 5 {
+		mb, err := s.CreateMailbox(ctx, a.ID, "Box", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[mb.UIDValidity] {
+			t.Fatalf("UIDVALIDITY %d given out twice", mb.UIDValidity)
+		}
+		seen[mb.UIDValidity] = true
+		if err := s.DeleteMailbox(ctx, a.ID, "Box"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
