@@ -24,8 +24,8 @@ func (s *Store) MessageFlags(ctx context.Context, mailboxID int64, minUID, maxUI
 	if maxUID == 0 {
 		maxUID = ^uint32(0)
 	}
-	ok, err := s.mirrored(ctx, mailboxID, func(rows []mirrorRow) {
-		for _, r := range span(rows, minUID, maxUID) {
+	ok, err := s.mirrored(ctx, mailboxID, func(mm *mailboxMirror) {
+		for _, r := range span(mm.rows, minUID, maxUID) {
 			dst = append(dst, MessageInfo{UID: r.uid, ModSeq: r.modseq, Flags: r.flags})
 		}
 	})

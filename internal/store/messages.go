@@ -139,6 +139,9 @@ func (s *Store) nextModSeq(ctx context.Context, tx *wtx, mailboxID int64) (accou
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("mailbox %d: %w", mailboxID, ErrNotFound)
 	}
+	if err == nil {
+		s.noteModSeq(mailboxID, modseq)
+	}
 	return accountID, modseq, err
 }
 
@@ -264,6 +267,7 @@ func (s *Store) deliverOne(ctx context.Context, tx *wtx, d *Delivery, t Target, 
 	if err := s.hot.bumpMailbox.QueryRowContext(ctx, id).Scan(&modseq); err != nil {
 		return r, err
 	}
+	s.noteModSeq(id, modseq)
 	flags := NormalizeFlags(t.Flags)
 	var rowID int64
 	err = s.hot.insertMessage.QueryRowContext(ctx, id, uid, modseq, strings.Join(flags, " "),
@@ -474,8 +478,8 @@ func (s *Store) Messages(ctx context.Context, mailboxID int64, minUID, maxUID ui
 		maxUID = ^uint32(0)
 	}
 	var out []MessageInfo
-	ok, err := s.mirrored(ctx, mailboxID, func(rows []mirrorRow) {
-		rows = span(rows, minUID, maxUID)
+	ok, err := s.mirrored(ctx, mailboxID, func(mm *mailboxMirror) {
+		rows := span(mm.rows, minUID, maxUID)
 		out = make([]MessageInfo, len(rows))
 		for i := range rows {
 			out[i] = rows[i].info(true)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,6 +38,49 @@ const (
 	mirrorMaxRows     = 400_000
 )
 
+// mirrorTrust bounds how long a mirror is believed without a look at the
+// database when nothing says it changed: changes made by another process
+// (the CLI) are seen within it even when nothing tells this one.
+const mirrorTrust = time.Second
+
+// published is what this process's writer last committed as each
+// mailbox's HIGHESTMODSEQ, set before any writer hears back: a mirror
+// labelled with the same value has nothing to read, unless another
+// process wrote meanwhile, which bumps epoch (the writer's connection sees
+// that in PRAGMA data_version, and admin commands say so through
+// NotifyAccount).
+type published struct {
+	mu    sync.RWMutex
+	m     map[int64]uint64
+	epoch atomic.Uint64
+}
+
+// publish records committed HIGHESTMODSEQs; 0 forgets a mailbox.
+func (p *published) publish(mods map[int64]uint64) {
+	if len(mods) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[int64]uint64{}
+	}
+	for id, m := range mods {
+		if m == 0 {
+			delete(p.m, id)
+		} else {
+			p.m[id] = m
+		}
+	}
+}
+
+func (p *published) get(id int64) (uint64, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	m, ok := p.m[id]
+	return m, ok
+}
+
 type mirror struct {
 	mu    sync.Mutex
 	m     map[int64]*mailboxMirror
@@ -50,6 +94,8 @@ type mailboxMirror struct {
 	tooBig      bool
 	uidValidity uint32
 	modseq      uint64
+	epoch       uint64      // published.epoch when last read
+	read        time.Time   // when last read
 	rows        []mirrorRow // ascending UID
 	lists       flagLists
 }
@@ -98,15 +144,22 @@ const mirrorDeltaQuery = `SELECT 2, uidvalidity, highestmodseq, '', n_messages, 
 	UNION ALL SELECT 1, uid, modseq, '', 0, 0, '' FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2`
 
 // mirrored brings the mirror of a mailbox up to date and calls fn with
-// its rows, under its lock. It returns false when the mailbox is not
+// it, under its lock. It returns false when the mailbox is not
 // mirrored (too big); the caller then reads the store itself.
-func (s *Store) mirrored(ctx context.Context, mailboxID int64, fn func(rows []mirrorRow)) (bool, error) {
+func (s *Store) mirrored(ctx context.Context, mailboxID int64, fn func(mm *mailboxMirror)) (bool, error) {
 	mm := s.mirror.mailbox(mailboxID)
 	mm.mu.Lock()
 	defer mm.mu.Unlock()
 	if mm.tooBig {
 		return false, nil
 	}
+	if mm.loaded && s.modseqs.epoch.Load() == mm.epoch && time.Since(mm.read) < mirrorTrust {
+		if h, ok := s.modseqs.get(mailboxID); ok && h == mm.modseq {
+			fn(mm) // nothing committed here since
+			return true, nil
+		}
+	}
+	mm.epoch, mm.read = s.modseqs.epoch.Load(), time.Now()
 	err := s.refreshMirror(ctx, mailboxID, mm)
 	if n := len(mm.rows); n != mm.counted {
 		s.mirror.grew(n - mm.counted)
@@ -120,7 +173,7 @@ func (s *Store) mirrored(ctx context.Context, mailboxID int64, fn func(rows []mi
 	case mm.tooBig:
 		return false, nil
 	}
-	fn(mm.rows)
+	fn(mm)
 	return true, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // The mirror behind Messages and MessageFlags answers what the table
@@ -149,5 +150,49 @@ func TestUIDValidityNotReused(t *testing.T) {
 		if err := s.DeleteMailbox(ctx, a.ID, "Box"); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A change made by another process (the CLI, another Store on the same
+// files) reaches the mirror at once when that process says so
+// (NotifyAccount), and within mirrorTrust when nothing does.
+func TestMirrorSeesOtherProcess(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	count := func() int {
+		t.Helper()
+		infos, err := s.Messages(ctx, inbox.ID, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(infos)
+	}
+	appendMsg(t, s, a, "INBOX", msg("one"))
+	if n := count(); n != 1 {
+		t.Fatalf("%d messages", n)
+	}
+	appendMsg(t, other, a, "INBOX", msg("two"))
+	s.NotifyAccount(a.ID)
+	if n := count(); n != 2 {
+		t.Fatalf("after a notified change elsewhere: %d messages", n)
+	}
+	appendMsg(t, s, a, "INBOX", msg("three"))
+	count()
+	appendMsg(t, other, a, "INBOX", msg("four"))
+	time.Sleep(mirrorTrust)
+	if n := count(); n != 4 {
+		t.Fatalf("a second after an unannounced change elsewhere: %d messages", n)
 	}
 }

@@ -70,7 +70,12 @@ type Store struct {
 
 	closeOnce sync.Once
 	watch     watchers
-	mirror    mirror // see mirror.go
+	mirror    mirror    // see mirror.go
+	modseqs   published // see mirror.go
+	// dataVersion is the writer connection's PRAGMA data_version when
+	// last looked at, and when: it changes when another process commits.
+	dataVersion     int64
+	dataVersionRead time.Time
 }
 
 // Open opens (creating if needed) the store in dataDir: the database

@@ -57,4 +57,7 @@ func (ws *watchers) notify(accountID int64) {
 
 // NotifyAccount wakes an account's watchers for a change made by another
 // process (an import by the CLI while the server runs).
-func (s *Store) NotifyAccount(accountID int64) { s.watch.notify(accountID) }
+func (s *Store) NotifyAccount(accountID int64) {
+	s.modseqs.epoch.Add(1) // what this process knows of modseqs may be old
+	s.watch.notify(accountID)
+}

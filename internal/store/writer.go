@@ -30,11 +30,13 @@ type writeReq struct {
 
 // batch is the state of one group commit, owned by the writer goroutine.
 type batch struct {
-	removeBlobs []string       // blob files to delete after commit
-	touched     map[int64]bool // accounts to wake after commit
-	reqInlined  []string       // inline blobs stored by the current write
-	reqRemove   []string       // blob files the current write released
-	inlined     []string       // inline blobs stored by the writes that succeeded
+	removeBlobs []string         // blob files to delete after commit
+	touched     map[int64]bool   // accounts to wake after commit
+	reqInlined  []string         // inline blobs stored by the current write
+	reqRemove   []string         // blob files the current write released
+	inlined     []string         // inline blobs stored by the writes that succeeded
+	reqModSeqs  map[int64]uint64 // HIGHESTMODSEQ each mailbox reached in the current write
+	modseqs     map[int64]uint64 // the same for the writes that succeeded
 }
 
 // update runs fn in a write transaction shared with other concurrent
@@ -127,7 +129,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		s.stats.writes.Add(int64(len(reqs)))
 		s.stats.nanos.Add(int64(time.Since(start)))
 	}()
-	b := &batch{touched: map[int64]bool{}}
+	b := &batch{touched: map[int64]bool{}, reqModSeqs: map[int64]uint64{}, modseqs: map[int64]uint64{}}
 	s.cur = b
 	defer func() { s.cur = nil }()
 	errs := make([]error, len(reqs))
@@ -147,6 +149,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		fail(err)
 		return
 	}
+	s.checkDataVersion(ctx)
 	// exec runs a statement of the batch's own; its failure fails all.
 	exec := func(q string) bool {
 		if _, err := s.txExec(ctx, tx, q); err != nil {
@@ -168,11 +171,15 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			return
 		}
 		b.reqInlined, b.reqRemove = b.reqInlined[:0], b.reqRemove[:0]
+		clear(b.reqModSeqs)
 		errs[i] = r.fn(context.WithoutCancel(r.ctx), tx)
 		switch {
 		case errs[i] == nil:
 			b.inlined = append(b.inlined, b.reqInlined...)
 			b.removeBlobs = append(b.removeBlobs, b.reqRemove...)
+			for id, m := range b.reqModSeqs {
+				b.modseqs[id] = m
+			}
 		case alone:
 			rollback()
 			r.done <- errs[i]
@@ -194,6 +201,8 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 	}
 	// Committed inline blobs are read from the database from now on.
 	s.pending.drop(b.inlined...)
+	// Before anyone hears of the commit: readers may now trust these.
+	s.modseqs.publish(b.modseqs)
 	// Lazy writers (flags and the like) hear back now: in the WAL, the
 	// kernel's cache, is enough, and the next fsync takes them along.
 	// The others wait for the syncer, and so does everyone when files
@@ -305,6 +314,37 @@ func (s *Store) finish(j *syncJob, syncErr error) {
 	}
 	for acct := range j.touched {
 		s.watch.notify(acct)
+	}
+}
+
+// checkDataVersion looks, at most every tenth of a second, whether
+// another process committed since the writer last looked (PRAGMA
+// data_version counts other connections' commits), and if so tells the
+// mirrors not to trust what this process published.
+func (s *Store) checkDataVersion(ctx context.Context) {
+	now := time.Now()
+	if now.Sub(s.dataVersionRead) < 100*time.Millisecond {
+		return
+	}
+	s.dataVersionRead = now
+	var v int64
+	st := s.txStmt(ctx, s.wtx, "PRAGMA data_version")
+	if st == nil || st.QueryRowContext(ctx).Scan(&v) != nil {
+		s.modseqs.epoch.Add(1)
+		return
+	}
+	if v != s.dataVersion {
+		s.dataVersion = v
+		s.modseqs.epoch.Add(1)
+	}
+}
+
+// noteModSeq records that the current write raised a mailbox's
+// HIGHESTMODSEQ to modseq, published once the batch commits. Only valid
+// inside update.
+func (s *Store) noteModSeq(mailboxID int64, modseq uint64) {
+	if s.cur != nil {
+		s.cur.reqModSeqs[mailboxID] = modseq
 	}
 }
 
