@@ -32,6 +32,18 @@
 #   16     1      38768    24843   1.56x  (26/40)    18/22
 #   16     10     78089    42023   1.86x  (18/40)     7/7
 #   cold (10 users, window 1): tern 17856, dovecot 13210
+# 2026-12-07 again, after a login started reusing the INBOX listing while
+# HIGHESTMODSEQ is unchanged (a 5,000-message listing cost ~13 ms of each
+# login) and RETR stopped making a store context per message (ROUNDS=5):
+#   1      1       8896     5759   1.54x  (66/100)   60/78
+#   1      10     40022    18102   2.21x  (27/84)    18/24
+#   16     1      50150    25269   1.98x  (18/38)    18/20
+#   16     10    100479    44213   2.27x  (13/39)     6/7
+#   cold (10 users, window 1): tern 17912, dovecot 14133
+# At window 1 with one user each message is a round trip: tern's 66 us
+# (a third of it the loopback write that wakes the client) plus the
+# client's 60 us, mostly in the kernel. 2x Dovecot would need the round
+# trip under 87 us, less than the client alone leaves room for.
 # With one user the session's one goroutine is the bound: about a core
 # at window 16 (26 us a message) while the client takes most of the other.
 # The client's own CPU (26-64 us/msg at window 1, mostly in the kernel's
