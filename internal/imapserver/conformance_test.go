@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ import (
 //	W: 300         wait that many milliseconds
 //	N2:            session 2 must have nothing to read for 300 ms
 //	T:             start TLS on session 1 (after its STARTTLS OK)
+//	P: 2           prune tombstones, keeping the newest 2 of each mailbox
 //
 // In patterns "{*}" matches any text, "{=name}" matches a word (no space,
 // bracket or parenthesis) and remembers it as name, and everything else is
@@ -49,7 +51,7 @@ type scriptSession struct {
 	br   *bufio.Reader
 }
 
-var lineRE = regexp.MustCompile(`^([CSDWNT])(\d*):(?: (.*))?$`)
+var lineRE = regexp.MustCompile(`^([CSDWNTP])(\d*):(?: (.*))?$`)
 
 func runScript(t *testing.T, path string) {
 	data, err := os.ReadFile(path)
@@ -130,6 +132,11 @@ func runScript(t *testing.T, path string) {
 		case "D":
 			subjects++
 			ts.deliver("INBOX", testMsg(arg, "body of "+arg))
+		case "P":
+			keep, _ := strconv.Atoi(arg)
+			if _, err := ts.st.PruneTombstones(context.Background(), keep); err != nil {
+				t.Fatalf("%s:%d: pruning: %v", path, i+1, err)
+			}
 		case "W":
 			ms, _ := strconv.Atoi(arg)
 			time.Sleep(time.Duration(ms) * time.Millisecond)

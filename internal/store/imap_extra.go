@@ -144,8 +144,11 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 // flagChangesQuery has no ORDER BY: sorting by UID makes SQLite walk the
 // (mailbox_id, uid) index over the whole mailbox instead of the few
 // entries above modseq in (mailbox_id, modseq); the rows are sorted after.
+// The mailbox row (kind 2) says whether tombstones above modseq may be
+// missing (see schemaV14).
 const flagChangesQuery = `SELECT uid, modseq, flags, 0 FROM messages WHERE mailbox_id = ?1 AND modseq > ?2
-	UNION ALL SELECT uid, modseq, '', 1 FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2`
+	UNION ALL SELECT uid, modseq, '', 1 FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2
+	UNION ALL SELECT uidnext, vanished_floor, '', 2 FROM mailboxes WHERE id = ?1 AND vanished_floor > ?2`
 
 // FlagChangesSince is ChangesSince for a session's update check, in one
 // query that reads only the entries above modseq: changed holds only UID,
@@ -165,17 +168,25 @@ func (s *Store) flagChanges(ctx context.Context, mailboxID int64, modseq uint64)
 	}
 	defer rows.Close()
 	var lists flagLists
-	var uid, ms, gone int64
+	var uid, ms, kind int64
 	var flags sql.RawBytes
+	var pruned uint32 // UIDNEXT, when tombstones may be missing
 	for rows.Next() {
-		if err := rows.Scan(&uid, &ms, &flags, &gone); err != nil {
+		if err := rows.Scan(&uid, &ms, &flags, &kind); err != nil {
 			return nil, nil, err
 		}
-		if gone != 0 {
+		switch kind {
+		case 1:
 			vanished = append(vanished, uint32(uid))
-			continue
+		case 2:
+			pruned = uint32(uid)
+		default:
+			changed = append(changed, MessageInfo{UID: uint32(uid), ModSeq: uint64(ms), Flags: lists.get(flags)})
 		}
-		changed = append(changed, MessageInfo{UID: uint32(uid), ModSeq: uint64(ms), Flags: lists.get(flags)})
 	}
-	return changed, vanished, rows.Err()
+	if err := rows.Err(); err != nil || pruned == 0 {
+		return changed, vanished, err
+	}
+	vanished, err = s.vanishedBelow(ctx, mailboxID, pruned)
+	return changed, vanished, err
 }

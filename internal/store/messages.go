@@ -829,6 +829,20 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 		}
 		vanished = append(vanished, uint32(uid))
 	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	var floor int64
+	var uidNext uint32
+	if err := s.queryRow(ctx, "SELECT vanished_floor, uidnext FROM mailboxes WHERE id = ?", mailboxID).Scan(&floor, &uidNext); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, err
+	}
+	if uint64(floor) > modseq {
+		// Tombstones above modseq may be gone: report every missing UID.
+		if vanished, err = s.vanishedBelow(ctx, mailboxID, uidNext); err != nil {
+			return nil, nil, err
+		}
+	}
 	slices.Sort(vanished)
-	return changed, vanished, rows.Err()
+	return changed, vanished, nil
 }

@@ -136,10 +136,10 @@ func (mr *mirror) grew(n int) {
 	}
 }
 
-const mirrorFullQuery = `SELECT 2, uidvalidity, highestmodseq, '', n_messages, 0, '' FROM mailboxes WHERE id = ?1
+const mirrorFullQuery = `SELECT 2, uidvalidity, highestmodseq, '', n_messages, vanished_floor, '' FROM mailboxes WHERE id = ?1
 	UNION ALL SELECT 0, uid, modseq, flags, internal_date, size, blob_id FROM messages WHERE mailbox_id = ?1 AND ?2 >= 0`
 
-const mirrorDeltaQuery = `SELECT 2, uidvalidity, highestmodseq, '', n_messages, 0, '' FROM mailboxes WHERE id = ?1
+const mirrorDeltaQuery = `SELECT 2, uidvalidity, highestmodseq, '', n_messages, vanished_floor, '' FROM mailboxes WHERE id = ?1
 	UNION ALL SELECT 0, uid, modseq, flags, internal_date, size, blob_id FROM messages WHERE mailbox_id = ?1 AND modseq > ?2
 	UNION ALL SELECT 1, uid, modseq, '', 0, 0, '' FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2`
 
@@ -204,8 +204,9 @@ func (s *Store) refreshMirror(ctx context.Context, mailboxID int64, mm *mailboxM
 		switch kind {
 		case 2: // the mailbox: UIDVALIDITY, HIGHESTMODSEQ, message count
 			sawMailbox = true
-			if mm.loaded && uint32(uid) != mm.uidValidity {
-				// Another mailbox under a reused ID: start over.
+			if mm.loaded && (uint32(uid) != mm.uidValidity || uint64(size) > mm.modseq) {
+				// Another mailbox under a reused ID, or tombstones above
+				// the label pruned (schemaV14): start over.
 				rows.Close()
 				mm.forget()
 				return s.refreshMirror(ctx, mailboxID, mm)

@@ -9,7 +9,7 @@ import (
 // migrations are applied in order, each once, forward only. Their index+1
 // is the schema version stored in PRAGMA user_version. Never edit a
 // published migration: append a new one.
-var migrations = []string{schemaV1, queueSchema, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10, schemaV11, schemaV12, schemaV13}
+var migrations = []string{schemaV1, queueSchema, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10, schemaV11, schemaV12, schemaV13, schemaV14}
 
 const schemaV1 = `
 CREATE TABLE domains(

@@ -160,6 +160,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	go s.writer()
+	go s.pruner()
 	return s, nil
 }
 

@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// Pruned tombstones: changes since a modseq above the floor stay exact;
+// below it every missing UID reports as vanished, and never one that
+// exists. The mirror, labelled below the floor, reads the mailbox again.
+func TestPruneTombstones(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	var uids []uint32
+	for i := range 40 {
+		uids = append(uids, appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))).UID)
+	}
+	start, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	if _, err := s.Messages(ctx, inbox.ID, 1, 0); err != nil { // the mirror, labelled now
+		t.Fatal(err)
+	}
+	var gone []uint32
+	for i := 0; i < 30; i++ { // one expunge (and modseq) each
+		if _, err := s.Expunge(ctx, inbox.ID, uids[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+		gone = append(gone, uids[i])
+	}
+	mid, _ := s.MailboxByName(ctx, a.ID, "INBOX") // after all 30
+	n, err := s.PruneTombstones(ctx, 10)
+	if err != nil || n != 20 {
+		t.Fatalf("pruned %d (%v), want 20", n, err)
+	}
+	var left int
+	s.db.QueryRowContext(ctx, "SELECT count(*) FROM tombstones WHERE mailbox_id = ?", inbox.ID).Scan(&left)
+	if left != 10 {
+		t.Fatalf("%d tombstones left", left)
+	}
+	if n, _ := s.PruneTombstones(ctx, 10); n != 0 {
+		t.Fatalf("pruned %d more", n)
+	}
+
+	// Since the start (below the floor): all 30, from the fallback.
+	for _, f := range []func(context.Context, int64, uint64) ([]MessageInfo, []uint32, error){s.ChangesSince, s.FlagChangesSince} {
+		_, van, err := f(ctx, inbox.ID, start.HighestModSeq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(van, gone) {
+			t.Fatalf("vanished since the start: %v, want %v", van, gone)
+		}
+		// Above the floor: exactly the last expunges.
+		_, van, err = f(ctx, inbox.ID, mid.HighestModSeq-3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(van, gone[27:]) {
+			t.Fatalf("vanished since the end: %v, want %v", van, gone[27:])
+		}
+	}
+	infos, err := s.Messages(ctx, inbox.ID, 1, 0)
+	if err != nil || len(infos) != 10 || infos[0].UID != uids[30] {
+		t.Fatalf("mirror after pruning: %d rows (%v)", len(infos), err)
+	}
+}
+
+// The mirror's delta read finds tombstones pruned above its label and
+// starts over instead of keeping messages that went.
+func TestMirrorAfterPrune(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	var uids []uint32
+	for i := range 5 {
+		uids = append(uids, appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))).UID)
+	}
+	if got, _ := s.Messages(ctx, inbox.ID, 1, 0); len(got) != 5 {
+		t.Fatalf("%d messages", len(got))
+	}
+	for _, u := range uids[:3] {
+		if _, err := s.Expunge(ctx, inbox.ID, []uint32{u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PruneTombstones(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Messages(ctx, inbox.ID, 1, 0)
+	if err != nil || len(got) != 2 || got[0].UID != uids[3] {
+		t.Fatalf("after expunges and pruning: %v %v", got, err)
+	}
+}
