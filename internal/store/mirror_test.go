@@ -170,6 +170,9 @@ func TestMirrorSeesOtherProcess(t *testing.T) {
 	}
 	defer other.Close()
 	a := mustAccount(t, s, "a@example.org")
+	if _, err := s.CreateMailbox(ctx, a.ID, "Other", ""); err != nil {
+		t.Fatal(err)
+	}
 	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
 	count := func() int {
 		t.Helper()
@@ -194,5 +197,18 @@ func TestMirrorSeesOtherProcess(t *testing.T) {
 	time.Sleep(mirrorTrust)
 	if n := count(); n != 4 {
 		t.Fatalf("a second after an unannounced change elsewhere: %d messages", n)
+	}
+
+	// This process's writer notices the other's commit (data_version)
+	// at its next batch, and the mirror believes no published label.
+	appendMsg(t, s, a, "INBOX", msg("five"))
+	if n := count(); n != 5 { // labelled with what this writer published
+		t.Fatalf("%d messages", n)
+	}
+	appendMsg(t, other, a, "INBOX", msg("six"))
+	time.Sleep(150 * time.Millisecond) // the writer looks at most every 100 ms
+	appendMsg(t, s, a, "Other", msg("seven"))
+	if n := count(); n != 6 {
+		t.Fatalf("after this writer's next batch: %d messages", n)
 	}
 }
