@@ -231,7 +231,7 @@ func (s *session) readChanges() {
 	v := s.sel
 	v.lastRead = time.Now()
 	from := v.highest
-	changed, vanished, err := s.srv.cfg.Store.FlagChangesSince(s.ctx, v.mb.ID, from)
+	changed, vanished, highest, err := s.srv.cfg.Store.FlagChangesSince(s.ctx, v.mb.ID, from)
 	if err != nil {
 		s.log.Error("sync", "err", err)
 		return
@@ -258,6 +258,10 @@ func (s *session) readChanges() {
 			v.addPending(uid, from)
 		}
 	}
+	// Every change up to the snapshot's HIGHESTMODSEQ is applied now (or
+	// held back in pending); without this, expunges, which leave no
+	// changed message, would be read again at every sync.
+	v.highest = max(v.highest, highest)
 	if added > 0 {
 		s.w.Raw("* ").Number(uint64(len(v.uids))).Raw(" EXISTS").CRLF()
 	}

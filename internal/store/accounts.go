@@ -192,6 +192,23 @@ func (s *Store) DeleteAccount(ctx context.Context, address string) error {
 		if err := s.releaseMessages(ctx, tx, "mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)", id); err != nil {
 			return err
 		}
+		// The mailboxes go with the account; their IDs may come back.
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM mailboxes WHERE account_id = ?", id)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var mb int64
+			if err := rows.Scan(&mb); err != nil {
+				rows.Close()
+				return err
+			}
+			s.noteModSeq(mb, 0, 0)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, "DELETE FROM accounts WHERE id = ?", id)
 		s.touch(id)
 		return err

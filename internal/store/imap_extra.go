@@ -144,49 +144,55 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 // flagChangesQuery has no ORDER BY: sorting by UID makes SQLite walk the
 // (mailbox_id, uid) index over the whole mailbox instead of the few
 // entries above modseq in (mailbox_id, modseq); the rows are sorted after.
-// The mailbox row (kind 2) says whether tombstones above modseq may be
-// missing (see schemaV14).
-const flagChangesQuery = `SELECT uid, modseq, flags, 0 FROM messages WHERE mailbox_id = ?1 AND modseq > ?2
-	UNION ALL SELECT uid, modseq, '', 1 FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2
-	UNION ALL SELECT uidnext, vanished_floor, '', 2 FROM mailboxes WHERE id = ?1 AND vanished_floor > ?2`
+// The mailbox row (kind 2) gives the HIGHESTMODSEQ of the same snapshot
+// and says whether tombstones above modseq may be missing (see
+// schemaV14).
+const flagChangesQuery = `SELECT uid, modseq, flags, 0, 0 FROM messages WHERE mailbox_id = ?1 AND modseq > ?2
+	UNION ALL SELECT uid, modseq, '', 1, 0 FROM tombstones WHERE mailbox_id = ?1 AND modseq > ?2
+	UNION ALL SELECT uidnext, vanished_floor, '', 2, highestmodseq FROM mailboxes WHERE id = ?1`
 
 // FlagChangesSince is ChangesSince for a session's update check, in one
 // query that reads only the entries above modseq: changed holds only UID,
 // ModSeq and Flags (shared flag lists, as in MessageFlags), sorted by
-// UID; vanished the UIDs expunged after modseq, sorted.
-func (s *Store) FlagChangesSince(ctx context.Context, mailboxID int64, modseq uint64) (changed []MessageInfo, vanished []uint32, err error) {
-	changed, vanished, err = s.flagChanges(ctx, mailboxID, modseq)
+// UID; vanished the UIDs expunged after modseq, sorted; highest the
+// mailbox's HIGHESTMODSEQ they bring the caller to (expunges raise it
+// too, with no changed message to say so).
+func (s *Store) FlagChangesSince(ctx context.Context, mailboxID int64, modseq uint64) (changed []MessageInfo, vanished []uint32, highest uint64, err error) {
+	changed, vanished, highest, err = s.flagChanges(ctx, mailboxID, modseq)
 	slices.SortFunc(changed, func(a, b MessageInfo) int { return cmp.Compare(a.UID, b.UID) })
 	slices.Sort(vanished)
-	return changed, vanished, err
+	return changed, vanished, highest, err
 }
 
-func (s *Store) flagChanges(ctx context.Context, mailboxID int64, modseq uint64) (changed []MessageInfo, vanished []uint32, err error) {
+func (s *Store) flagChanges(ctx context.Context, mailboxID int64, modseq uint64) (changed []MessageInfo, vanished []uint32, highest uint64, err error) {
 	rows, err := s.query(ctx, flagChangesQuery, mailboxID, modseq)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	defer rows.Close()
 	var lists flagLists
-	var uid, ms, kind int64
+	var uid, ms, kind, hms int64
 	var flags sql.RawBytes
 	var pruned uint32 // UIDNEXT, when tombstones may be missing
 	for rows.Next() {
-		if err := rows.Scan(&uid, &ms, &flags, &kind); err != nil {
-			return nil, nil, err
+		if err := rows.Scan(&uid, &ms, &flags, &kind, &hms); err != nil {
+			return nil, nil, 0, err
 		}
 		switch kind {
 		case 1:
 			vanished = append(vanished, uint32(uid))
 		case 2:
-			pruned = uint32(uid)
+			highest = uint64(hms)
+			if uint64(ms) > modseq {
+				pruned = uint32(uid)
+			}
 		default:
 			changed = append(changed, MessageInfo{UID: uint32(uid), ModSeq: uint64(ms), Flags: lists.get(flags)})
 		}
 	}
 	if err := rows.Err(); err != nil || pruned == 0 {
-		return changed, vanished, err
+		return changed, vanished, highest, err
 	}
 	vanished, err = s.vanishedBelow(ctx, mailboxID, pruned)
-	return changed, vanished, err
+	return changed, vanished, highest, err
 }

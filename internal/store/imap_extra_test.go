@@ -125,7 +125,7 @@ func TestFlagChangesSince(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gc, gv, err := s.FlagChangesSince(ctx, mb.ID, since)
+		gc, gv, _, err := s.FlagChangesSince(ctx, mb.ID, since)
 		if err != nil {
 			t.Fatal(err)
 		}

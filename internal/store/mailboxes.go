@@ -186,7 +186,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string)
 		}
 		_, err = tx.ExecContext(ctx, "DELETE FROM mailboxes WHERE id = ?", id)
 		s.touch(accountID)
-		s.noteModSeq(id, 0) // its ID may come back for another mailbox
+		s.noteModSeq(id, 0, 0) // its ID may come back for another mailbox
 		return err
 	})
 }

@@ -135,12 +135,13 @@ func boolInt(b bool) int {
 // every change in the mailbox and never repeat in it (a mailbox that is
 // deleted and created again has a new UIDVALIDITY).
 func (s *Store) nextModSeq(ctx context.Context, tx *wtx, mailboxID int64) (accountID int64, modseq uint64, err error) {
-	err = s.txQueryRow(ctx, tx, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING account_id, highestmodseq", mailboxID).Scan(&accountID, &modseq)
+	var uv uint32
+	err = s.txQueryRow(ctx, tx, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING account_id, highestmodseq, uidvalidity", mailboxID).Scan(&accountID, &modseq, &uv)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("mailbox %d: %w", mailboxID, ErrNotFound)
 	}
 	if err == nil {
-		s.noteModSeq(mailboxID, modseq)
+		s.noteModSeq(mailboxID, uv, modseq)
 	}
 	return accountID, modseq, err
 }
@@ -267,7 +268,7 @@ func (s *Store) deliverOne(ctx context.Context, tx *wtx, d *Delivery, t Target, 
 	if err := s.hot.bumpMailbox.QueryRowContext(ctx, id).Scan(&modseq); err != nil {
 		return r, err
 	}
-	s.noteModSeq(id, modseq)
+	s.noteModSeq(id, uv, modseq)
 	flags := NormalizeFlags(t.Flags)
 	var rowID int64
 	err = s.hot.insertMessage.QueryRowContext(ctx, id, uid, modseq, strings.Join(flags, " "),

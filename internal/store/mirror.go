@@ -51,22 +51,29 @@ const mirrorTrust = time.Second
 // NotifyAccount).
 type published struct {
 	mu    sync.RWMutex
-	m     map[int64]uint64
+	m     map[int64]mailboxState
 	epoch atomic.Uint64
 }
 
-// publish records committed HIGHESTMODSEQs; 0 forgets a mailbox.
-func (p *published) publish(mods map[int64]uint64) {
+// mailboxState names a mailbox's state: UIDVALIDITY (an ID can come back
+// for another mailbox) and HIGHESTMODSEQ.
+type mailboxState struct {
+	uidValidity uint32
+	modseq      uint64
+}
+
+// publish records committed states; modseq 0 forgets a mailbox.
+func (p *published) publish(mods map[int64]mailboxState) {
 	if len(mods) == 0 {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m = map[int64]uint64{}
+		p.m = map[int64]mailboxState{}
 	}
 	for id, m := range mods {
-		if m == 0 {
+		if m.modseq == 0 {
 			delete(p.m, id)
 		} else {
 			p.m[id] = m
@@ -74,7 +81,19 @@ func (p *published) publish(mods map[int64]uint64) {
 	}
 }
 
-func (p *published) get(id int64) (uint64, bool) {
+// unpublish forgets mailboxes about to change.
+func (p *published) unpublish(mods map[int64]mailboxState) {
+	if len(mods) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range mods {
+		delete(p.m, id)
+	}
+}
+
+func (p *published) get(id int64) (mailboxState, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	m, ok := p.m[id]
@@ -154,7 +173,7 @@ func (s *Store) mirrored(ctx context.Context, mailboxID int64, fn func(mm *mailb
 		return false, nil
 	}
 	if mm.loaded && s.modseqs.epoch.Load() == mm.epoch && time.Since(mm.read) < mirrorTrust {
-		if h, ok := s.modseqs.get(mailboxID); ok && h == mm.modseq {
+		if h, ok := s.modseqs.get(mailboxID); ok && h == (mailboxState{mm.uidValidity, mm.modseq}) {
 			fn(mm) // nothing committed here since
 			return true, nil
 		}

@@ -212,3 +212,79 @@ func TestMirrorSeesOtherProcess(t *testing.T) {
 		t.Fatalf("after this writer's next batch: %d messages", n)
 	}
 }
+
+// A mailbox ID that comes back for another mailbox (its account deleted,
+// or the mailbox deleted and made again) never shows the old messages,
+// even once the new mailbox's HIGHESTMODSEQ is back at the old label.
+func TestMirrorIDReuse(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	table := func(id int64) int {
+		infos, err := s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ?", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(infos)
+	}
+	check := func(what string, id int64) {
+		t.Helper()
+		got, err := s.Messages(ctx, id, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flags, err := s.MessageFlags(ctx, id, 1, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := table(id); len(got) != n || len(flags) != n {
+			t.Fatalf("%s: mirror %d/%d rows, table %d", what, len(got), len(flags), n)
+		}
+	}
+
+	a := mustAccount(t, s, "a@example.org")
+	appendMsg(t, s, a, "INBOX", msg("old one"))
+	appendMsg(t, s, a, "INBOX", msg("old two"))
+	old, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	check("before", old.ID)
+	if err := s.DeleteAccount(ctx, "a@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	b := mustAccount(t, s, "b@example.org")
+	inbox, _ := s.MailboxByName(ctx, b.ID, "INBOX")
+	if inbox.ID != old.ID {
+		t.Logf("the ID did not come back (%d, %d)", old.ID, inbox.ID)
+	}
+	check("new account, no writes", inbox.ID)
+	for inbox.HighestModSeq < old.HighestModSeq {
+		d := appendMsg(t, s, b, "INBOX", msg("new"))
+		if _, err := s.Expunge(ctx, inbox.ID, []uint32{d.UID}); err != nil {
+			t.Fatal(err)
+		}
+		inbox, _ = s.MailboxByName(ctx, b.ID, "INBOX")
+	}
+	check("new account at the old label", inbox.ID)
+
+	if _, err := s.CreateMailbox(ctx, b.ID, "Foo", ""); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg(t, s, b, "Foo", msg("old one"))
+	appendMsg(t, s, b, "Foo", msg("old two"))
+	foo, _ := s.MailboxByName(ctx, b.ID, "Foo")
+	check("Foo", foo.ID)
+	if err := s.DeleteMailbox(ctx, b.ID, "Foo"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.CreateMailbox(ctx, b.ID, "Foo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Foo made again", again.ID)
+	for again.HighestModSeq < foo.HighestModSeq {
+		d := appendMsg(t, s, b, "Foo", msg("new"))
+		if _, err := s.Expunge(ctx, again.ID, []uint32{d.UID}); err != nil {
+			t.Fatal(err)
+		}
+		again, _ = s.MailboxByName(ctx, b.ID, "Foo")
+	}
+	check("Foo made again, at the old label", again.ID)
+}

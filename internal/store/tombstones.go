@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"time"
 )
 
@@ -48,17 +49,31 @@ func (s *Store) PruneTombstones(ctx context.Context, keep int) (int, error) {
 			return err
 		}
 		for _, o := range overs {
-			var cut int64
-			if err := tx.QueryRowContext(ctx, "SELECT modseq FROM tombstones WHERE mailbox_id = ? ORDER BY modseq LIMIT 1 OFFSET ?", o.id, o.n-int64(keep)-1).Scan(&cut); err != nil {
+			// The oldest tombstone kept; those below its modseq go. One
+			// expunge of many messages shares a modseq, so all of it
+			// stays or goes: more than keep may stay.
+			q := "SELECT modseq FROM tombstones WHERE mailbox_id = ?1 ORDER BY modseq LIMIT 1 OFFSET ?2"
+			if keep <= 0 {
+				q = "SELECT max(modseq) + 1 FROM tombstones WHERE mailbox_id = ?1 AND ?2 >= 0"
+			}
+			var kept int64
+			if err := tx.QueryRowContext(ctx, q, o.id, o.n-int64(keep)).Scan(&kept); err != nil {
 				return err
 			}
-			res, err := tx.ExecContext(ctx, "DELETE FROM tombstones WHERE mailbox_id = ? AND modseq <= ?", o.id, cut)
+			var floor sql.NullInt64 // the newest modseq that goes
+			if err := tx.QueryRowContext(ctx, "SELECT max(modseq) FROM tombstones WHERE mailbox_id = ? AND modseq < ?", o.id, kept).Scan(&floor); err != nil {
+				return err
+			}
+			if !floor.Valid {
+				continue
+			}
+			res, err := tx.ExecContext(ctx, "DELETE FROM tombstones WHERE mailbox_id = ? AND modseq <= ?", o.id, floor.Int64)
 			if err != nil {
 				return err
 			}
 			n, _ := res.RowsAffected()
 			pruned += int(n)
-			if _, err := tx.ExecContext(ctx, "UPDATE mailboxes SET vanished_floor = max(vanished_floor, ?) WHERE id = ?", cut, o.id); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE mailboxes SET vanished_floor = max(vanished_floor, ?) WHERE id = ?", floor.Int64, o.id); err != nil {
 				return err
 			}
 		}

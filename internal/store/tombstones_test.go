@@ -45,7 +45,14 @@ func TestPruneTombstones(t *testing.T) {
 	}
 
 	// Since the start (below the floor): all 30, from the fallback.
-	for _, f := range []func(context.Context, int64, uint64) ([]MessageInfo, []uint32, error){s.ChangesSince, s.FlagChangesSince} {
+	flagChanges := func(ctx context.Context, id int64, since uint64) ([]MessageInfo, []uint32, error) {
+		ch, van, highest, err := s.FlagChangesSince(ctx, id, since)
+		if err == nil && highest != mid.HighestModSeq {
+			t.Fatalf("FlagChangesSince: HIGHESTMODSEQ %d, want %d", highest, mid.HighestModSeq)
+		}
+		return ch, van, err
+	}
+	for _, f := range []func(context.Context, int64, uint64) ([]MessageInfo, []uint32, error){s.ChangesSince, flagChanges} {
 		_, van, err := f(ctx, inbox.ID, start.HighestModSeq)
 		if err != nil {
 			t.Fatal(err)
@@ -93,5 +100,33 @@ func TestMirrorAfterPrune(t *testing.T) {
 	got, err := s.Messages(ctx, inbox.ID, 1, 0)
 	if err != nil || len(got) != 2 || got[0].UID != uids[3] {
 		t.Fatalf("after expunges and pruning: %v %v", got, err)
+	}
+}
+
+// One expunge of many messages shares a modseq: pruning keeps it whole
+// rather than dropping the tombstones it should keep.
+func TestPruneKeepsOneExpungeWhole(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	var uids []uint32
+	for i := range 8 {
+		uids = append(uids, appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))).UID)
+	}
+	if _, err := s.Expunge(ctx, inbox.ID, uids[:2]); err != nil { // older, 2 tombstones
+		t.Fatal(err)
+	}
+	if _, err := s.Expunge(ctx, inbox.ID, uids[2:]); err != nil { // one modseq, 6 tombstones
+		t.Fatal(err)
+	}
+	n, err := s.PruneTombstones(ctx, 3)
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d (%v), want the 2 older", n, err)
+	}
+	var left int
+	s.db.QueryRowContext(ctx, "SELECT count(*) FROM tombstones WHERE mailbox_id = ?", inbox.ID).Scan(&left)
+	if left != 6 {
+		t.Fatalf("%d tombstones left, want 6", left)
 	}
 }

@@ -30,13 +30,13 @@ type writeReq struct {
 
 // batch is the state of one group commit, owned by the writer goroutine.
 type batch struct {
-	removeBlobs []string         // blob files to delete after commit
-	touched     map[int64]bool   // accounts to wake after commit
-	reqInlined  []string         // inline blobs stored by the current write
-	reqRemove   []string         // blob files the current write released
-	inlined     []string         // inline blobs stored by the writes that succeeded
-	reqModSeqs  map[int64]uint64 // HIGHESTMODSEQ each mailbox reached in the current write
-	modseqs     map[int64]uint64 // the same for the writes that succeeded
+	removeBlobs []string               // blob files to delete after commit
+	touched     map[int64]bool         // accounts to wake after commit
+	reqInlined  []string               // inline blobs stored by the current write
+	reqRemove   []string               // blob files the current write released
+	inlined     []string               // inline blobs stored by the writes that succeeded
+	reqModSeqs  map[int64]mailboxState // HIGHESTMODSEQ each mailbox reached in the current write
+	modseqs     map[int64]mailboxState // the same for the writes that succeeded
 }
 
 // update runs fn in a write transaction shared with other concurrent
@@ -129,7 +129,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		s.stats.writes.Add(int64(len(reqs)))
 		s.stats.nanos.Add(int64(time.Since(start)))
 	}()
-	b := &batch{touched: map[int64]bool{}, reqModSeqs: map[int64]uint64{}, modseqs: map[int64]uint64{}}
+	b := &batch{touched: map[int64]bool{}, reqModSeqs: map[int64]mailboxState{}, modseqs: map[int64]mailboxState{}}
 	s.cur = b
 	defer func() { s.cur = nil }()
 	errs := make([]error, len(reqs))
@@ -191,6 +191,9 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			return
 		}
 	}
+	// Readers see the commit before the writer can publish it: until then
+	// no mirror of these mailboxes may trust the old values.
+	s.modseqs.unpublish(b.modseqs)
 	if _, err := s.txExec(ctx, tx, "COMMIT"); err != nil {
 		// A COMMIT that fails may leave the transaction open (SQLITE_BUSY)
 		// or have ended it; either way nothing of it is kept (and a
@@ -305,15 +308,17 @@ func (s *Store) finish(j *syncJob, syncErr error) {
 		s.log.Warn("keeping released files for the sweep", "count", len(j.removeBlobs))
 	}
 	s.removing.remove(s, j.removeBlobs, syncErr != nil)
+	// Watchers first: a writer that hears back (a delivery acknowledged)
+	// may rely on every session of the account having been signalled.
+	for acct := range j.touched {
+		s.watch.notify(acct)
+	}
 	for i, r := range j.reqs {
 		err := j.errs[i]
 		if err == nil && syncErr != nil && !r.lazy {
 			err = syncErr
 		}
 		r.done <- err
-	}
-	for acct := range j.touched {
-		s.watch.notify(acct)
 	}
 }
 
@@ -340,11 +345,12 @@ func (s *Store) checkDataVersion(ctx context.Context) {
 }
 
 // noteModSeq records that the current write raised a mailbox's
-// HIGHESTMODSEQ to modseq, published once the batch commits. Only valid
+// HIGHESTMODSEQ to modseq, published once the batch commits; modseq 0
+// says the mailbox went (its ID may come back for another). Only valid
 // inside update.
-func (s *Store) noteModSeq(mailboxID int64, modseq uint64) {
+func (s *Store) noteModSeq(mailboxID int64, uidValidity uint32, modseq uint64) {
 	if s.cur != nil {
-		s.cur.reqModSeqs[mailboxID] = modseq
+		s.cur.reqModSeqs[mailboxID] = mailboxState{uidValidity, modseq}
 	}
 }
 
