@@ -77,6 +77,13 @@
 #   10      no      6098        3934           1.55x
 #   50      yes     7603        1284           5.92x
 #   50      no      8114        3602           2.25x
+# After the review fixes of the same day (published state withdrawn before
+# COMMIT, watchers signalled before writers hear back), a slower hour:
+#   10      yes     5779        1121           5.16x
+#   10      no      5635        3769           1.50x
+#   50      yes     7610        1122           6.78x
+#   50      no      7560        3601           2.10x
+# (an A/B of the two builds on the same data: 5808 vs 5720 commands/s).
 # A/B on the same data: server CPU per command 221 -> 208 us. At 10
 # clients the one writer is the bound: 503 us per batch of 1.77 writes,
 # busy about 77% of the time, each write ~136 us of SQL and each commit
