@@ -40,6 +40,8 @@
 #   16     1      50150    25269   1.98x  (18/38)    18/20
 #   16     10    100479    44213   2.27x  (13/39)     6/7
 #   cold (10 users, window 1): tern 17912, dovecot 14133
+# After the review fixes of the same day, ROUNDS=3: 9587/5530 1.73x,
+# 41470/17514 2.37x, 44866/25134 1.79x, 97275/42612 2.28x (same order).
 # At window 1 with one user each message is a round trip: tern's 66 us
 # (a third of it the loopback write that wakes the client) plus the
 # client's 60 us, mostly in the kernel. 2x Dovecot would need the round
