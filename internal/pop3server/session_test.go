@@ -391,12 +391,18 @@ func TestListingCache(t *testing.T) {
 	e.deliver(msg1)
 	uid2 := e.deliver(msg2)
 	e.deliver(msg3)
-	session := func(want string) {
+	// session logs in, checks STAT, retrieves the messages numbered retr
+	// and quits.
+	session := func(want string, retr ...int) {
 		t.Helper()
 		c := e.dial()
 		c.login()
 		if r := c.ok("STAT"); !strings.HasPrefix(r, want) {
 			t.Fatalf("STAT: %s, want %s", r, want)
+		}
+		for _, n := range retr {
+			c.ok(fmt.Sprint("RETR ", n))
+			c.multi()
 		}
 		c.ok("QUIT")
 		c.closed()
@@ -429,8 +435,8 @@ func TestListingCache(t *testing.T) {
 	e.deliver(msg2)
 	session("+OK 3 ")
 
-	// \Seen set elsewhere: the next login must not mark it again, and
-	// one cleared elsewhere must be marked again by RETR.
+	// \Seen set or cleared elsewhere ends the cached listing; cleared,
+	// the next RETR marks it again.
 	uids := e.uids()
 	for _, op := range []store.FlagOp{store.FlagsAdd, store.FlagsRemove} {
 		session("+OK 3 ")
@@ -441,12 +447,7 @@ func TestListingCache(t *testing.T) {
 			t.Fatal("the cached listing outlived a flag change")
 		}
 	}
-	c := e.dial()
-	c.login()
-	c.ok("RETR 1")
-	c.multi()
-	c.ok("QUIT")
-	c.closed()
+	session("+OK 3 ", 1)
 	infos, err := e.st.Messages(context.Background(), e.inbox.ID, uids[0], uids[0])
 	if err != nil || len(infos) != 1 || !slices.Contains(infos[0].Flags, `\Seen`) {
 		t.Fatalf("after RETR: %v %v", infos, err)

@@ -483,7 +483,7 @@ func (s *Store) Messages(ctx context.Context, mailboxID int64, minUID, maxUID ui
 		rows := span(mm.rows, minUID, maxUID)
 		out = make([]MessageInfo, len(rows))
 		for i := range rows {
-			out[i] = rows[i].info(true)
+			out[i] = rows[i].info()
 		}
 	})
 	if ok || err != nil {

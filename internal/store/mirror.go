@@ -303,10 +303,8 @@ func span(rows []mirrorRow, lo, hi uint32) []mirrorRow {
 	return rows[i:j]
 }
 
-func (r *mirrorRow) info(copyFlags bool) MessageInfo {
-	f := r.flags
-	if copyFlags && f != nil {
-		f = slices.Clone(f)
-	}
-	return MessageInfo{UID: r.uid, ModSeq: r.modseq, Flags: f, InternalDate: time.Unix(r.date, 0), Size: r.size, BlobID: r.blob}
+// info is the row as Messages returns it, with flags of its own (its
+// callers may change them; the mirror's are shared).
+func (r *mirrorRow) info() MessageInfo {
+	return MessageInfo{UID: r.uid, ModSeq: r.modseq, Flags: slices.Clone(r.flags), InternalDate: time.Unix(r.date, 0), Size: r.size, BlobID: r.blob}
 }

@@ -7,18 +7,38 @@ import (
 	"testing"
 )
 
+// inboxWith returns a store with one account whose INBOX holds n
+// messages, and their UIDs.
+func inboxWith(t *testing.T, n int) (*Store, Account, Mailbox, []uint32) {
+	t.Helper()
+	s := openTest(t)
+	a := mustAccount(t, s, "a@example.org")
+	inbox, err := s.MailboxByName(context.Background(), a.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []uint32
+	for i := range n {
+		uids = append(uids, appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))).UID)
+	}
+	return s, a, inbox, uids
+}
+
+func tombstones(t *testing.T, s *Store, mailboxID int64) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRowContext(context.Background(), "SELECT count(*) FROM tombstones WHERE mailbox_id = ?", mailboxID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // Pruned tombstones: changes since a modseq above the floor stay exact;
 // below it every missing UID reports as vanished, and never one that
 // exists. The mirror, labelled below the floor, reads the mailbox again.
 func TestPruneTombstones(t *testing.T) {
-	s := openTest(t)
+	s, a, inbox, uids := inboxWith(t, 40)
 	ctx := context.Background()
-	a := mustAccount(t, s, "a@example.org")
-	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
-	var uids []uint32
-	for i := range 40 {
-		uids = append(uids, appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))).UID)
-	}
 	start, _ := s.MailboxByName(ctx, a.ID, "INBOX")
 	if _, err := s.Messages(ctx, inbox.ID, 1, 0); err != nil { // the mirror, labelled now
 		t.Fatal(err)
@@ -35,9 +55,7 @@ func TestPruneTombstones(t *testing.T) {
 	if err != nil || n != 20 {
 		t.Fatalf("pruned %d (%v), want 20", n, err)
 	}
-	var left int
-	s.db.QueryRowContext(ctx, "SELECT count(*) FROM tombstones WHERE mailbox_id = ?", inbox.ID).Scan(&left)
-	if left != 10 {
+	if left := tombstones(t, s, inbox.ID); left != 10 {
 		t.Fatalf("%d tombstones left", left)
 	}
 	if n, _ := s.PruneTombstones(ctx, 10); n != 0 {
@@ -78,14 +96,8 @@ func TestPruneTombstones(t *testing.T) {
 // The mirror's delta read finds tombstones pruned above its label and
 // starts over instead of keeping messages that went.
 func TestMirrorAfterPrune(t *testing.T) {
-	s := openTest(t)
+	s, _, inbox, uids := inboxWith(t, 5)
 	ctx := context.Background()
-	a := mustAccount(t, s, "a@example.org")
-	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
-	var uids []uint32
-	for i := range 5 {
-		uids = append(uids, appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))).UID)
-	}
 	if got, _ := s.Messages(ctx, inbox.ID, 1, 0); len(got) != 5 {
 		t.Fatalf("%d messages", len(got))
 	}
@@ -106,14 +118,8 @@ func TestMirrorAfterPrune(t *testing.T) {
 // One expunge of many messages shares a modseq: pruning keeps it whole
 // rather than dropping the tombstones it should keep.
 func TestPruneKeepsOneExpungeWhole(t *testing.T) {
-	s := openTest(t)
+	s, _, inbox, uids := inboxWith(t, 8)
 	ctx := context.Background()
-	a := mustAccount(t, s, "a@example.org")
-	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
-	var uids []uint32
-	for i := range 8 {
-		uids = append(uids, appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))).UID)
-	}
 	if _, err := s.Expunge(ctx, inbox.ID, uids[:2]); err != nil { // older, 2 tombstones
 		t.Fatal(err)
 	}
@@ -124,9 +130,7 @@ func TestPruneKeepsOneExpungeWhole(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("pruned %d (%v), want the 2 older", n, err)
 	}
-	var left int
-	s.db.QueryRowContext(ctx, "SELECT count(*) FROM tombstones WHERE mailbox_id = ?", inbox.ID).Scan(&left)
-	if left != 6 {
+	if left := tombstones(t, s, inbox.ID); left != 6 {
 		t.Fatalf("%d tombstones left, want 6", left)
 	}
 }
