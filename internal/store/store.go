@@ -100,7 +100,10 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 	// temp_store=MEMORY keeps statement journals and sort b-trees out of
 	// temporary files (a multi-row UPDATE inside a write's savepoint
 	// journals every row).
-	base := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)"
+	if err := registerWALVFS(); err != nil {
+		return nil, err
+	}
+	base := "file:" + path + "?vfs=" + walVFSName + "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(15000)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)"
 	wdb, err := sql.Open("sqlite", strings.Replace(base, "synchronous(FULL)", "synchronous(NORMAL)", 1)+"&_txlock=immediate")
 	if err != nil {
 		return nil, err

@@ -1,0 +1,265 @@
+//go:build unix
+
+package store
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestWALVFSGathersFrames checks that a commit's WAL frames reach the
+// file in a few writes, and that a connection outside walVFS (another
+// process's view) sees every commit as soon as the store acknowledges it.
+func TestWALVFSGathersFrames(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	w0, f0 := walStats.writes.Load(), walStats.flushes.Load()
+	for i := 1; i <= 200; i++ {
+		appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))+strings.Repeat("line\r\n", i))
+		var n int
+		if err := other.QueryRow("SELECT count(*) FROM messages WHERE mailbox_id = ?", inbox.ID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != i {
+			t.Fatalf("after %d appends the other connection sees %d messages", i, n)
+		}
+	}
+	writes, flushes := walStats.writes.Load()-w0, walStats.flushes.Load()-f0
+	t.Logf("%d WAL writes from SQLite, %d made", writes, flushes)
+	if writes == 0 || flushes*4 > writes {
+		t.Errorf("%d WAL writes became %d: not gathered", writes, flushes)
+	}
+	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
+		t.Errorf("integrity: %q %v", res, err)
+	}
+	// The WAL grows by whole reserved chunks.
+	if st, err := os.Stat(filepath.Join(dir, "tern.db-wal")); err != nil || st.Size()%walReserve != 0 {
+		t.Errorf("WAL size %v (%v), want a multiple of %d", st.Size(), err, walReserve)
+	}
+}
+
+// TestWALVFSCrash kills a process that is appending through walVFS and
+// checks that every append it was told had succeeded is there after
+// recovery, in a sound database.
+func TestWALVFSCrash(t *testing.T) {
+	if dir := os.Getenv("TERN_WALVFS_CRASH_DIR"); dir != "" {
+		walVFSCrashChild(dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("runs a child process")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWALVFSCrash$")
+	cmd.Env = append(os.Environ(), "TERN_WALVFS_CRASH_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[uint32]bool{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && len(acked) < 400 {
+		if uid, ok := strings.CutPrefix(sc.Text(), "ack "); ok {
+			n, _ := strconv.Atoi(uid)
+			acked[uint32(n)] = true
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	// What the child printed before the kill counts too.
+	for sc.Scan() {
+		if uid, ok := strings.CutPrefix(sc.Text(), "ack "); ok {
+			n, _ := strconv.Atoi(uid)
+			acked[uint32(n)] = true
+		}
+	}
+	cmd.Wait()
+	if len(acked) < 400 {
+		t.Fatalf("child acknowledged only %d appends", len(acked))
+	}
+	s, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	acct, err := s.AccountByAddress(ctx, "a@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, _ := s.MailboxByName(ctx, acct.ID, "INBOX")
+	infos, err := s.Messages(ctx, inbox.ID, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[uint32]bool{}
+	for _, m := range infos {
+		have[m.UID] = true
+	}
+	for uid := range acked {
+		if !have[uid] {
+			t.Errorf("acknowledged UID %d lost", uid)
+		}
+	}
+	t.Logf("%d acknowledged, %d after recovery", len(acked), len(have))
+	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
+		t.Errorf("integrity: %q %v", res, err)
+	}
+}
+
+func walVFSCrashChild(dir string) {
+	ctx := context.Background()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	s.AddDomain(ctx, "example.org")
+	a, err := s.AddAccount(ctx, "a@example.org", "h", "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	var mu sync.Mutex
+	w := bufio.NewWriter(os.Stdout)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				body := msg(fmt.Sprint(g, "-", i)) + strings.Repeat("text\r\n", i%300)
+				d, err := s.Append(ctx, AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(body)})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Fprintf(w, "ack %d\n", d.UID)
+				w.Flush()
+				mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+}
+
+// TestWALVFSFileSizeLimit makes the WAL unable to grow (a file size limit
+// standing in for a full disk) and checks that the commit that needed the
+// space fails with an error, not a stopped process (its last frames would
+// otherwise first reach the file at the barrier, where no error can be
+// returned), and that the store works on once there is room again.
+func TestWALVFSFileSizeLimit(t *testing.T) {
+	if dir := os.Getenv("TERN_WALVFS_LIMIT_DIR"); dir != "" {
+		walVFSLimitChild(dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("runs a child process")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWALVFSFileSizeLimit$")
+	cmd.Env = append(os.Environ(), "TERN_WALVFS_LIMIT_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "child: ok") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("%s", strings.TrimSpace(string(out)))
+}
+
+func walVFSLimitChild(dir string) {
+	fail := func(f string, args ...any) {
+		fmt.Printf("child: "+f+"\n", args...)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		fail("%v", err)
+	}
+	defer s.Close()
+	// A connection of its own that never checkpoints, so that the WAL
+	// only grows; commits of 24 KiB, well inside walVFS's buffer.
+	conn, err := s.wdb.Conn(ctx)
+	if err != nil {
+		fail("%v", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 0"); err != nil {
+		fail("%v", err)
+	}
+	if _, err := conn.ExecContext(ctx, "CREATE TABLE junk(x)"); err != nil {
+		fail("%v", err)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		fail("%v", err)
+	}
+	limited := old
+	limited.Cur = walReserve + 1<<10
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
+		fail("%v", err)
+	}
+	var commits int
+	for ; commits < 1000; commits++ {
+		if _, err = conn.ExecContext(ctx, "INSERT INTO junk VALUES(randomblob(24000))"); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		fail("%d commits of 24 KB fitted under a %d-byte file size limit", commits, limited.Cur)
+	}
+	fmt.Printf("child: after %d commits: %v\n", commits, err)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		fail("%v", err)
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO junk VALUES(randomblob(24000))"); err != nil {
+		fail("with room again: %v", err)
+	}
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM junk").Scan(&n); err != nil || n != commits+1 {
+		fail("junk has %d rows, want %d (%v)", n, commits+1, err)
+	}
+	if err := s.AddDomain(ctx, "example.org"); err != nil {
+		fail("%v", err)
+	}
+	a, err := s.AddAccount(ctx, "a@example.org", "h", "")
+	if err == nil {
+		inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+		_, err = s.Append(ctx, AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(msg("after"))})
+	}
+	if err != nil {
+		fail("append with room again: %v", err)
+	}
+	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
+		fail("integrity: %q %v", res, err)
+	}
+	fmt.Println("child: ok")
+}
