@@ -95,9 +95,18 @@ type envelopeOnly struct {
 }
 
 // ParsedSome is ParsedMany with options: messages left out by MayMatch and
-// missing ones are absent from the result.
+// missing ones are absent from the result. The structures may be shared
+// with other callers (see parsedCache): never modify them.
 func (s *Store) ParsedSome(ctx context.Context, mailboxID int64, uids []uint32, opt ParsedOptions) (map[uint32]*message.Parsed, error) {
 	out := make(map[uint32]*message.Parsed, len(uids))
+	if opt.MayMatch == nil {
+		// A search's filter looks at the stored bytes, which the cache
+		// does not keep.
+		var err error
+		if uids, err = s.parsedFromCache(ctx, mailboxID, uids, opt.EnvelopeOnly, out); err != nil {
+			return nil, err
+		}
+	}
 	for _, r := range uidRanges(uids) {
 		if err := s.parsedRange(ctx, mailboxID, r, opt, out); err != nil {
 			return nil, err
@@ -107,15 +116,16 @@ func (s *Store) ParsedSome(ctx context.Context, mailboxID int64, uids []uint32, 
 }
 
 func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, opt ParsedOptions, out map[uint32]*message.Parsed) error {
-	rows, err := s.query(ctx, "SELECT m.uid, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?", mailboxID, r[0], r[1])
+	rows, err := s.query(ctx, "SELECT m.uid, m.blob_id, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?", mailboxID, r[0], r[1])
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	var id int64
+	var blob string
 	var meta sql.RawBytes
 	for rows.Next() {
-		if err := rows.Scan(&id, &meta); err != nil {
+		if err := rows.Scan(&id, &blob, &meta); err != nil {
 			return err
 		}
 		uid := uint32(id)
@@ -137,6 +147,7 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 			return fmt.Errorf("message %d: %w", uid, err)
 		}
 		out[uid] = p
+		s.parsed.put(blob, p, opt.EnvelopeOnly, len(meta))
 	}
 	return rows.Err()
 }

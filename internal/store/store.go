@@ -70,8 +70,9 @@ type Store struct {
 
 	closeOnce sync.Once
 	watch     watchers
-	mirror    mirror    // see mirror.go
-	modseqs   published // see mirror.go
+	mirror    mirror      // see mirror.go
+	parsed    parsedCache // see parsedcache.go
+	modseqs   published   // see mirror.go
 	// dataVersion is the writer connection's PRAGMA data_version when
 	// last looked at, and when: it changes when another process commits.
 	dataVersion     int64
@@ -142,6 +143,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 		maxBatch: opts.MaxBatch,
 		writes:   map[string]*sql.Stmt{},
 	}
+	s.parsed.max = parsedCacheBytes
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		wdb.Close()
