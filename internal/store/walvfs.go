@@ -17,36 +17,47 @@ import (
 // header, then the page), a commit of the IMAP mix some thirty calls at
 // a few microseconds each, and under load most of the writer's time.
 // The frames of a commit are contiguous, and nobody may read them before
-// the commit publishes them in the WAL index; so walVFS gathers
-// contiguous WAL writes in a buffer and writes it with one call when
-// anything could need them in the file:
+// the commit publishes them in the WAL index; so, while a connection
+// holds the WAL write lock (the only time SQLite writes the WAL), walVFS
+// gathers its contiguous WAL writes in a buffer and writes the buffer
+// with one call when anything could need the bytes in the file:
 //
 //   - the connection's xShmBarrier on its database file. SQLite calls it
 //     between writing a commit's frames and publishing the new WAL-index
 //     header, the moment other connections and processes can first look
 //     at the frames (and before a commit returns, so before the syncer's
 //     fsync of the WAL);
+//   - the release of the write lock: frames still buffered then belong
+//     to a transaction that did not commit, and are written as SQLite
+//     would have, before another writer may use the same offsets;
 //   - every other operation on the WAL file: a read that overlaps the
 //     buffer, xSync, xFileSize, xTruncate, xFileControl, xClose, and a
 //     write that does not continue or overwrite the buffered range.
 //
-// A failed write is reported at the next call that can return an error;
-// at the barrier none can, and the WAL-index header is about to say the
-// frames are there, so the process stops rather than publish frames
-// that are not in the file. Recovery at the next start ignores the
+// Without the write lock (exclusive locking mode takes no shared-memory
+// locks, and calls no barrier) writes go straight through.
+//
+// A failed write is returned at the call that made it and kept until the
+// lock goes: SQLite had been told that the bytes before it were written,
+// so the transaction must not commit. At the barrier nothing can be
+// returned and the WAL-index header is about to say the frames are
+// there, so a failure there stops the process rather than publish frames
+// that are not in the file; recovery at the next start ignores the
 // unfinished commit, which no writer was told had succeeded. Disk space
 // is the failure that can be foreseen: before the buffer grows past the
-// space reserved for the file, walVFS reserves more (SQLite's own size
-// hint, which allocates the blocks) and a full disk fails that write, in
-// time for SQLite to roll the transaction back as it would without the
-// buffer. The frames sit only in process memory until then, which a
-// crash loses exactly as it would lose a commit not yet written.
+// space reserved for the file, walVFS reserves more (SQLite's size hint,
+// which allocates the blocks in steps of the file's chunk size) and a
+// full disk fails that write, in time for SQLite to roll the transaction
+// back as it would without the buffer. (A copy-on-write file system can
+// still refuse an overwrite of reserved blocks; there a full disk stops
+// the process.) The frames sit only in process memory until written,
+// which a crash loses exactly as it would lose a commit not yet made.
 //
-// The database file keeps the default VFS's methods except xShmBarrier
-// and xClose; all other files (journals, temporary files) are the
-// default VFS's own. Nothing of Go's heap is handed to SQLite: the
-// tables and buffers are C memory, and per-file state lives in the bytes
-// walVFS adds to each file object.
+// The database file keeps the default VFS's methods except xShmLock,
+// xShmBarrier and xClose; all other files (journals, temporary files)
+// are the default VFS's own. Nothing of Go's heap is handed to SQLite:
+// the tables and buffers are C memory, and per-file state lives in the
+// bytes walVFS adds to each file object.
 
 const (
 	walVFSName = "tern-wal"
@@ -58,6 +69,9 @@ const (
 	walReserve = 4 << 20
 )
 
+// The default VFS's limit on one write, checked when compiling.
+const _ uint = 0x1ffff - walBufSize
+
 // walTail is the state walVFS keeps after the default VFS's own part of
 // each file object.
 type walTail struct {
@@ -68,8 +82,8 @@ type walTail struct {
 	buf      uintptr // WAL: pending bytes (C memory), 0 until needed
 	off      int64   // WAL: file offset of buf's first byte
 	reserved int64   // WAL: bytes of file known to be allocated, -1 unknown
-	err      int32   // WAL: a failed flush's code, reported once
-	_        int32
+	err      int32   // WAL: a failed flush's code, kept until the write lock goes
+	wlock    int32   // database: the connection holds the WAL write lock
 }
 
 const (
@@ -148,7 +162,7 @@ func methodTable(tls *libc.TLS, kind int32, m uintptr) uintptr {
 		return 0
 	}
 	base := *(*sqlite3.Tsqlite3_io_methods)(cptr(m))
-	if base.FiVersion < 2 || base.FxShmBarrier == 0 && kind == walKindDB {
+	if base.FiVersion < 2 || (base.FxShmBarrier == 0 || base.FxShmLock == 0) && kind == walKindDB {
 		return 0
 	}
 	t := libc.Xmalloc(tls, libc.Tsize_t(unsafe.Sizeof(sqlite3.Tsqlite3_io_methods{})))
@@ -164,6 +178,9 @@ func methodTable(tls *libc.TLS, kind int32, m uintptr) uintptr {
 		ours.FxShmBarrier = *(*uintptr)(unsafe.Pointer(&struct {
 			f func(*libc.TLS, uintptr)
 		}{dbShmBarrier}))
+		ours.FxShmLock = *(*uintptr)(unsafe.Pointer(&struct {
+			f func(*libc.TLS, uintptr, int32, int32, int32) int32
+		}{dbShmLock}))
 	case walKindWAL:
 		ours.FxClose = *(*uintptr)(unsafe.Pointer(&struct {
 			f func(*libc.TLS, uintptr) int32
@@ -257,12 +274,46 @@ func dbClose(tls *libc.TLS, f uintptr) int32 {
 	return callClose(tls, baseMethods(t).FxClose, f)
 }
 
+// walWriteLock is the shared-memory lock a connection holds while it
+// writes the WAL (wal.c's WAL_WRITE_LOCK).
+const walWriteLock = 0
+
+// dbShmLock follows the WAL write lock. Frames are buffered only while the
+// connection holds it: every WAL write of SQLite's happens under it, and
+// once it is released the next writer (another connection or process) may
+// write at the same offsets, so nothing of this connection's may be left
+// to write after. When it is released, whatever is still buffered is
+// what a transaction wrote without committing (a spilled page cache
+// rolled back): it is written then, as SQLite would have written it,
+// before the lock is given up.
+func dbShmLock(tls *libc.TLS, f uintptr, ofst, n, flags int32) int32 {
+	t := tailOf(f)
+	covers := ofst <= walWriteLock && walWriteLock < ofst+n && flags&sqlite3.SQLITE_SHM_EXCLUSIVE != 0
+	if covers && flags&sqlite3.SQLITE_SHM_UNLOCK != 0 {
+		if t.peer != 0 {
+			w := tailOf(t.peer)
+			walFlush(tls, t.peer, w) // frames no commit refers to: an error changes nothing
+			w.err = 0
+		}
+		t.wlock = 0
+	}
+	rc := (*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&struct{ uintptr }{baseMethods(t).FxShmLock})))(tls, f, ofst, n, flags)
+	if covers && flags&sqlite3.SQLITE_SHM_LOCK != 0 && rc == sqlite3.SQLITE_OK {
+		t.wlock = 1
+		if t.peer != 0 {
+			// Another connection may have truncated the file meanwhile.
+			tailOf(t.peer).reserved = -1
+		}
+	}
+	return rc
+}
+
 func dbShmBarrier(tls *libc.TLS, f uintptr) {
 	t := tailOf(f)
 	if t.peer != 0 {
-		if w := tailOf(t.peer); w.n > 0 {
+		if w := tailOf(t.peer); w.n > 0 || w.err != 0 {
 			if rc := walFlush(tls, t.peer, w); rc != sqlite3.SQLITE_OK {
-				// The header that says these frames exist comes next,
+				// The header that says these frames exist may come next,
 				// and this call cannot refuse; see the type's comment.
 				fmt.Fprintf(os.Stderr, "tern: writing the database's WAL failed (SQLite code %d); stopping before the commit becomes visible\n", rc)
 				os.Exit(74)
@@ -272,37 +323,39 @@ func dbShmBarrier(tls *libc.TLS, f uintptr) {
 	(*(*func(*libc.TLS, uintptr))(unsafe.Pointer(&struct{ uintptr }{baseMethods(t).FxShmBarrier})))(tls, f)
 }
 
-// walFlush writes t's pending bytes. A failure is kept and reported by
-// the next call that can report it; the bytes are dropped either way
-// (SQLite rolls back the transaction they belong to).
+// walFlush writes t's pending bytes. A failure is returned, and kept
+// until the write lock goes: SQLite was told earlier that those bytes
+// were written, so the transaction must not commit (SQLite rolls back on
+// the error; should it go on, the barrier stops the process).
 func walFlush(tls *libc.TLS, f uintptr, t *walTail) int32 {
-	if t.n == 0 {
-		return t.takeErr()
+	if t.n > 0 {
+		n := t.n
+		t.n = 0
+		walStats.flushes.Add(1)
+		if rc := callWrite(tls, baseMethods(t).FxWrite, f, t.buf, n, t.off); rc != sqlite3.SQLITE_OK && t.err == 0 {
+			t.err = rc
+		}
 	}
-	n := t.n
-	t.n = 0
-	walStats.flushes.Add(1)
-	rc := callWrite(tls, baseMethods(t).FxWrite, f, t.buf, n, t.off)
-	if rc != sqlite3.SQLITE_OK && t.err == 0 {
-		t.err = rc
+	if t.err != 0 {
+		return t.err
 	}
-	return t.takeErr()
-}
-
-func (t *walTail) takeErr() int32 {
-	rc := t.err
-	t.err = 0
-	if rc == 0 {
-		return sqlite3.SQLITE_OK
-	}
-	return rc
+	return sqlite3.SQLITE_OK
 }
 
 func walWrite(tls *libc.TLS, f, z uintptr, n int32, off int64) int32 {
 	t := tailOf(f)
 	walStats.writes.Add(1)
 	if t.err != 0 {
-		return t.takeErr()
+		return t.err
+	}
+	if t.peer == 0 || tailOf(t.peer).wlock == 0 {
+		// Not under the write lock (SQLite in exclusive locking mode
+		// takes no shared-memory locks, and calls no barrier): as is.
+		if rc := walFlush(tls, f, t); rc != sqlite3.SQLITE_OK {
+			return rc
+		}
+		walStats.flushes.Add(1)
+		return callWrite(tls, baseMethods(t).FxWrite, f, z, n, off)
 	}
 	end := off + int64(n)
 	switch {
@@ -414,6 +467,7 @@ func walFileControl(tls *libc.TLS, f uintptr, op int32, arg uintptr) int32 {
 func walClose(tls *libc.TLS, f uintptr) int32 {
 	t := tailOf(f)
 	rc := walFlush(tls, f, t)
+	t.err = 0
 	if t.buf != 0 {
 		libc.Xfree(tls, t.buf)
 		t.buf = 0

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -58,6 +59,96 @@ func TestWALVFSGathersFrames(t *testing.T) {
 	// The WAL grows by whole reserved chunks.
 	if st, err := os.Stat(filepath.Join(dir, "tern.db-wal")); err != nil || st.Size()%walReserve != 0 {
 		t.Errorf("WAL size %v (%v), want a multiple of %d", st.Size(), err, walReserve)
+	}
+}
+
+// TestWALVFSRolledBack: a write transaction that spilled frames and rolled
+// back must not leave them to be written after it gave up the write lock,
+// over what the next writer (here another process's connection, as the
+// CLI's) commits at the same offsets.
+func TestWALVFSRolledBack(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	path := filepath.Join(dir, "tern.db")
+	cli, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Exec("CREATE TABLE junk(x)"); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err = s.update(ctx, func(ctx context.Context, tx *wtx) error {
+		for i := 0; i < 40; i++ { // 4 MB: more than the page cache holds
+			if _, err := tx.ExecContext(ctx, "INSERT INTO junk VALUES(randomblob(100000))"); err != nil {
+				return err
+			}
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("the failing write: %v", err)
+	}
+	if _, err := cli.Exec("INSERT INTO junk VALUES(randomblob(3000000))"); err != nil {
+		t.Fatal(err)
+	}
+	// The store's connection writes and reads again.
+	if err := s.AddDomain(ctx, "example.org"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := cli.QueryRow("SELECT count(*) FROM junk").Scan(&n); err != nil || n != 1 {
+		t.Errorf("junk: %d rows, %v", n, err)
+	}
+	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
+		t.Errorf("integrity: %q %v", res, err)
+	}
+}
+
+// TestWALVFSExclusiveMode: in exclusive locking mode SQLite takes no
+// shared-memory locks and calls no barrier; commits must still be in the
+// file when they return (what a crash leaves is read back).
+func TestWALVFSExclusiveMode(t *testing.T) {
+	if err := registerWALVFS(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?vfs="+walVFSName+"&_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{"CREATE TABLE t(x)", "INSERT INTO t VALUES(1)", "INSERT INTO t VALUES(2)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	crashed := t.TempDir()
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crashed, "x.db"+suffix), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := sql.Open("sqlite", "file:"+filepath.Join(crashed, "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	var n int
+	if err := after.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 2 {
+		t.Errorf("after the crash: %d rows, %v; 2 were committed", n, err)
 	}
 }
 
@@ -222,30 +313,52 @@ func walVFSLimitChild(dir string) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		fail("%v", err)
 	}
-	limited := old
-	limited.Cur = walReserve + 1<<10
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
-		fail("%v", err)
-	}
-	var commits int
-	for ; commits < 1000; commits++ {
-		if _, err = conn.ExecContext(ctx, "INSERT INTO junk VALUES(randomblob(24000))"); err != nil {
-			break
+	rows := 0
+	// fill commits under a file size limit until one fails, then lifts
+	// the limit and commits once more.
+	fill := func(limit uint64) {
+		limited := old
+		limited.Cur = limit
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limited); err != nil {
+			fail("%v", err)
 		}
+		var err error
+		commits := 0
+		for ; commits < 1000; commits++ {
+			if _, err = conn.ExecContext(ctx, "INSERT INTO junk VALUES(randomblob(24000))"); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			fail("%d commits of 24 KB fitted under a %d-byte file size limit", commits, limit)
+		}
+		rows += commits
+		fmt.Printf("child: limit %d: error after %d commits: %v\n", limit, commits, err)
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			fail("%v", err)
+		}
+		if _, err := conn.ExecContext(ctx, "INSERT INTO junk VALUES(randomblob(24000))"); err != nil {
+			fail("with room again: %v", err)
+		}
+		rows++
 	}
-	if err == nil {
-		fail("%d commits of 24 KB fitted under a %d-byte file size limit", commits, limited.Cur)
-	}
-	fmt.Printf("child: after %d commits: %v\n", commits, err)
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+	// The WAL grows past its reserved space.
+	fill(walReserve + 1<<10)
+	// Another connection empties the WAL file: what this one had
+	// reserved is gone.
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db"))
+	if err != nil {
 		fail("%v", err)
 	}
-	if _, err := conn.ExecContext(ctx, "INSERT INTO junk VALUES(randomblob(24000))"); err != nil {
-		fail("with room again: %v", err)
+	defer other.Close()
+	var busy, logged, done int
+	if err := other.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logged, &done); err != nil || busy != 0 {
+		fail("checkpoint: busy %d, %v", busy, err)
 	}
+	fill(walReserve / 4)
 	var n int
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM junk").Scan(&n); err != nil || n != commits+1 {
-		fail("junk has %d rows, want %d (%v)", n, commits+1, err)
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM junk").Scan(&n); err != nil || n != rows {
+		fail("junk has %d rows, want %d (%v)", n, rows, err)
 	}
 	if err := s.AddDomain(ctx, "example.org"); err != nil {
 		fail("%v", err)
