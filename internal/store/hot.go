@@ -39,10 +39,10 @@ func (s *Store) prepareHot(ctx context.Context) error {
 		duplicate:     prep("SELECT 1 FROM messages WHERE mailbox_id = ? AND digest = ? LIMIT 1"),
 		chargeAccount: prep("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ? RETURNING quota_bytes, used_bytes"),
 		bumpMailbox:   prep("UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq"),
-		insertMessage: prep(`INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		insertMessage: prep(`INSERT INTO messages(id, mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
+			VALUES((?1 << 32) | ?2, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id`),
 		insertMeta: prep("INSERT INTO message_meta(message_id, meta) VALUES(?, ?)"),
-		infosRange: prep("SELECT " + infoCols + " FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid"),
+		infosRange: prep("SELECT " + infoCols + " FROM messages WHERE id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3 ORDER BY id"),
 		refBlob: prep(`INSERT INTO blobs(id, size, refs, inline) VALUES(?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs RETURNING refs`),
 		blobData: prep("INSERT OR IGNORE INTO blob_data(id, data) VALUES(?, ?)"),

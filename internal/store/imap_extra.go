@@ -18,8 +18,11 @@ import (
 // MessageFlags appends to dst the messages with minUID <= uid <= maxUID
 // (maxUID 0: no upper bound), sorted by UID, with only UID, ModSeq and
 // Flags filled in: what a FETCH of FLAGS, UID and MODSEQ sends. It reads
-// three columns of the messages_info covering index, and messages with
-// the same flags share one Flags slice, which callers must not modify.
+// a stretch of the messages table, which is in mailbox and UID order (see
+// schemaV15), and messages with the same flags share one Flags slice,
+// which callers must not modify.
+const messageFlagsQuery = "SELECT uid, modseq, flags FROM messages WHERE id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3 ORDER BY id"
+
 func (s *Store) MessageFlags(ctx context.Context, mailboxID int64, minUID, maxUID uint32, dst []MessageInfo) ([]MessageInfo, error) {
 	if maxUID == 0 {
 		maxUID = ^uint32(0)
@@ -32,7 +35,7 @@ func (s *Store) MessageFlags(ctx context.Context, mailboxID int64, minUID, maxUI
 	if ok || err != nil {
 		return dst, err
 	}
-	rows, err := s.query(ctx, "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", mailboxID, minUID, maxUID)
+	rows, err := s.query(ctx, messageFlagsQuery, mailboxID, minUID, maxUID)
 	if err != nil {
 		return dst, err
 	}
@@ -116,7 +119,7 @@ func (s *Store) ParsedSome(ctx context.Context, mailboxID int64, uids []uint32, 
 }
 
 func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, opt ParsedOptions, out map[uint32]*message.Parsed) error {
-	rows, err := s.query(ctx, "SELECT m.uid, m.blob_id, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?", mailboxID, r[0], r[1])
+	rows, err := s.query(ctx, "SELECT m.uid, m.blob_id, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3", mailboxID, r[0], r[1])
 	if err != nil {
 		return err
 	}

@@ -489,13 +489,13 @@ func (s *Store) Messages(ctx context.Context, mailboxID int64, minUID, maxUID ui
 	if ok || err != nil {
 		return out, err
 	}
-	return s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid", mailboxID, minUID, maxUID)
+	return s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3 ORDER BY id", mailboxID, minUID, maxUID)
 }
 
 // Parsed returns what delivery stored about a message's structure.
 func (s *Store) Parsed(ctx context.Context, mailboxID int64, uid uint32) (*message.Parsed, error) {
 	var meta []byte
-	err := s.queryRow(ctx, "SELECT mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.mailbox_id = ? AND m.uid = ?", mailboxID, uid).Scan(&meta)
+	err := s.queryRow(ctx, "SELECT mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.id = (?1 << 32) | ?2", mailboxID, uid).Scan(&meta)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("message %d: %w", uid, ErrNotFound)
 	} else if err != nil {
@@ -509,7 +509,7 @@ func (s *Store) Parsed(ctx context.Context, mailboxID int64, uid uint32) (*messa
 func (s *Store) ParsedMany(ctx context.Context, mailboxID int64, uids []uint32) (map[uint32]*message.Parsed, error) {
 	out := make(map[uint32]*message.Parsed, len(uids))
 	for _, r := range uidRanges(uids) {
-		rows, err := s.query(ctx, "SELECT m.uid, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ?", mailboxID, r[0], r[1])
+		rows, err := s.query(ctx, "SELECT m.uid, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3", mailboxID, r[0], r[1])
 		if err != nil {
 			return nil, err
 		}
@@ -637,7 +637,7 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 		for _, key := range order {
 			nf := strings.Fields(key)
 			for _, r := range uidRanges(groups[key]) {
-				_, err := s.txExec(ctx, tx, "UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid BETWEEN ? AND ?",
+				_, err := s.txExec(ctx, tx, "UPDATE messages SET flags = ?1, seen = ?2, deleted = ?3, modseq = ?4 WHERE id BETWEEN (?5 << 32) | ?6 AND (?5 << 32) | ?7",
 					key, boolInt(hasFlag(nf, `\Seen`)), boolInt(hasFlag(nf, `\Deleted`)), modseq, mailboxID, r[0], r[1])
 				if err != nil {
 					return err
@@ -683,7 +683,7 @@ func (s *Store) expungeInfos(ctx context.Context, tx *wtx, mailboxID int64, info
 	removed := make([]uint32, 0, len(infos))
 	var size int64
 	for _, m := range infos {
-		if _, err := s.txExec(ctx, tx, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", mailboxID, m.UID); err != nil {
+		if _, err := s.txExec(ctx, tx, "DELETE FROM messages WHERE id = (?1 << 32) | ?2", mailboxID, m.UID); err != nil {
 			return nil, err
 		}
 		if _, err := s.txExec(ctx, tx, "INSERT OR REPLACE INTO tombstones(mailbox_id, uid, modseq) VALUES(?, ?, ?)", mailboxID, m.UID, modseq); err != nil {
@@ -775,10 +775,10 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 		var size int64
 		for _, m := range infos {
 			var srcID, dstID int64
-			err := s.txQueryRow(ctx, tx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
-				SELECT ?, ?, ?, flags, seen, deleted, internal_date, size, blob_id, digest FROM messages WHERE mailbox_id = ? AND uid = ?
-				RETURNING id, (SELECT id FROM messages WHERE mailbox_id = ? AND uid = ?)`,
-				dst, uidNext, modseq, src, m.UID, src, m.UID).Scan(&dstID, &srcID)
+			err := s.txQueryRow(ctx, tx, `INSERT INTO messages(id, mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
+				SELECT (?1 << 32) | ?2, ?1, ?2, ?3, flags, seen, deleted, internal_date, size, blob_id, digest FROM messages WHERE id = (?4 << 32) | ?5
+				RETURNING id, (?4 << 32) | ?5`,
+				dst, uidNext, modseq, src, m.UID).Scan(&dstID, &srcID)
 			if err != nil {
 				return err
 			}

@@ -9,7 +9,7 @@ import (
 // migrations are applied in order, each once, forward only. Their index+1
 // is the schema version stored in PRAGMA user_version. Never edit a
 // published migration: append a new one.
-var migrations = []string{schemaV1, queueSchema, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10, schemaV11, schemaV12, schemaV13, schemaV14}
+var migrations = []string{schemaV1, queueSchema, schemaV3, schemaV4, schemaV5, schemaV6, schemaV7, schemaV8, schemaV9, schemaV10, schemaV11, schemaV12, schemaV13, schemaV14, schemaV15}
 
 const schemaV1 = `
 CREATE TABLE domains(
@@ -114,6 +114,22 @@ CREATE TABLE blob_data(
 );
 INSERT INTO blob_data(id, data) SELECT id, data FROM blobs WHERE data IS NOT NULL;
 ALTER TABLE blobs DROP COLUMN data;
+`
+
+// schemaV15 numbers each message row by its mailbox and UID, id =
+// mailbox_id << 32 | uid, so that the messages table itself is in mailbox
+// and UID order: a listing reads a stretch of the table, and the covering
+// index that served listings before (schemaV4), which every flag change,
+// delivery and expunge had to update too, goes. messages_uid stays for
+// the queries that look up by mailbox and UID. Old IDs are below 2^32 and
+// new ones at or above it, so renumbering in place never collides;
+// foreign keys are checked at COMMIT, after both tables are renumbered.
+const schemaV15 = `
+PRAGMA defer_foreign_keys = ON;
+DELETE FROM message_meta WHERE message_id NOT IN (SELECT id FROM messages);
+UPDATE message_meta SET message_id = (SELECT (m.mailbox_id << 32) | m.uid FROM messages m WHERE m.id = message_meta.message_id);
+UPDATE messages SET id = (mailbox_id << 32) | uid;
+DROP INDEX messages_info;
 `
 
 // migrate brings the database to the newest schema this binary knows.

@@ -219,3 +219,78 @@ func databaseAt(t *testing.T, dir string, version int) *sql.DB {
 	}
 	return db
 }
+
+// A database from before schemaV15 gets its message rows renumbered by
+// mailbox and UID, their structures with them.
+func TestMigrateMessageKeys(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	db := databaseAt(t, dir, 14)
+	_, err := db.Exec(`PRAGMA foreign_keys = ON;
+		INSERT INTO domains(name) VALUES('example.org');
+		INSERT INTO accounts(address, domain_id, password_hash, created) VALUES('a@example.org', 1, 'h', 0);
+		INSERT INTO mailboxes(account_id, name, uidvalidity) VALUES(1, 'INBOX', 1), (1, 'Other', 2);`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Interleaved: row IDs in arrival order, not by mailbox and UID.
+	for i, u := range []int{1, 2, 3, 4, 5, 6} {
+		mb := 1 + i%2
+		if _, err := db.Exec(`INSERT INTO messages(mailbox_id, uid, modseq, flags, internal_date, size, blob_id, digest)
+			VALUES(?, ?, 1, '', 0, 10, 'b', 'd')`, mb, u); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO message_meta(message_id, meta) VALUES(last_insert_rowid(), ?)`,
+			fmt.Sprintf(`{"env":{"subject":"mb%d uid%d"}}`, mb, u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := s.db.Query("SELECT m.id, m.mailbox_id, m.uid, json_extract(mm.meta, '$.env.subject') FROM messages m JOIN message_meta mm ON mm.message_id = m.id ORDER BY m.id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id, mb, uid int64
+		var subject string
+		if err := rows.Scan(&id, &mb, &uid, &subject); err != nil {
+			t.Fatal(err)
+		}
+		if id != mb<<32|uid || subject != fmt.Sprintf("mb%d uid%d", mb, uid) {
+			t.Errorf("row %d: mailbox %d UID %d with %q", id, mb, uid, subject)
+		}
+		n++
+	}
+	if n != 6 {
+		t.Errorf("%d messages with their structure, want 6", n)
+	}
+	for mb, want := range map[int64]string{1: "[1 3 5]", 2: "[2 4 6]"} {
+		infos, err := s.Messages(ctx, mb, 1, 0)
+		var uids []uint32
+		for _, m := range infos {
+			uids = append(uids, m.UID)
+		}
+		if err != nil || fmt.Sprint(uids) != want {
+			t.Errorf("mailbox %d: %v %v, want %s", mb, uids, err, want)
+		}
+	}
+	var fk int
+	if err := s.db.QueryRow("SELECT count(*) FROM pragma_foreign_key_check").Scan(&fk); err != nil || fk != 0 {
+		t.Errorf("foreign key check: %d rows, %v", fk, err)
+	}
+	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
+		t.Errorf("integrity: %q %v", res, err)
+	}
+	var idx int
+	s.db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'messages_info'").Scan(&idx)
+	if idx != 0 {
+		t.Error("messages_info is still there")
+	}
+}
