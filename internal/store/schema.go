@@ -120,16 +120,19 @@ ALTER TABLE blobs DROP COLUMN data;
 // mailbox_id << 32 | uid, so that the messages table itself is in mailbox
 // and UID order: a listing reads a stretch of the table, and the covering
 // index that served listings before (schemaV4), which every flag change,
-// delivery and expunge had to update too, goes. messages_uid stays for
-// the queries that look up by mailbox and UID. Old IDs are below 2^32 and
-// new ones at or above it, so renumbering in place never collides;
-// foreign keys are checked at COMMIT, after both tables are renumbered.
+// delivery and expunge had to update too, goes, and so does messages_uid:
+// a lookup by mailbox and UID is one by ID now, unique as the pair was
+// (the indexes go first, so that renumbering rewrites fewer). Old IDs are
+// below 2^32 and new ones at or above it, so renumbering in place never
+// collides; foreign keys are checked at COMMIT, after both tables are
+// renumbered.
 const schemaV15 = `
 PRAGMA defer_foreign_keys = ON;
+DROP INDEX messages_info;
+DROP INDEX messages_uid;
 DELETE FROM message_meta WHERE message_id NOT IN (SELECT id FROM messages);
 UPDATE message_meta SET message_id = (SELECT (m.mailbox_id << 32) | m.uid FROM messages m WHERE m.id = message_meta.message_id);
 UPDATE messages SET id = (mailbox_id << 32) | uid;
-DROP INDEX messages_info;
 `
 
 // migrate brings the database to the newest schema this binary knows.

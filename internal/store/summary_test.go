@@ -289,8 +289,8 @@ func TestMigrateMessageKeys(t *testing.T) {
 		t.Errorf("integrity: %q %v", res, err)
 	}
 	var idx int
-	s.db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'messages_info'").Scan(&idx)
+	s.db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name IN ('messages_info', 'messages_uid')").Scan(&idx)
 	if idx != 0 {
-		t.Error("messages_info is still there")
+		t.Error("messages_info or messages_uid is still there")
 	}
 }
