@@ -22,11 +22,17 @@ import (
 // gathers its contiguous WAL writes in a buffer and writes the buffer
 // with one call when anything could need the bytes in the file:
 //
-//   - the connection's xShmBarrier on its database file. SQLite calls it
-//     between writing a commit's frames and publishing the new WAL-index
-//     header, the moment other connections and processes can first look
-//     at the frames (and before a commit returns, so before the syncer's
-//     fsync of the WAL);
+//   - the page of a commit frame (a frame whose header gives the
+//     database size): the commit's frames are all there, and a failure
+//     still goes back to SQLite, which rolls the commit back;
+//   - the connection's xShmBarrier on its database file, for bytes
+//     written after that (checksums SQLite rewrites, padding). SQLite
+//     calls it between writing a commit's frames and publishing the new
+//     WAL-index header, the moment other connections and processes can
+//     first look at the frames (and before a commit returns, so before
+//     the syncer's fsync of the WAL). It is not where commits are
+//     written: readers that meet the header half-written retry until
+//     it is whole, so a slow write there would hold them up;
 //   - the release of the write lock: frames still buffered then belong
 //     to a transaction that did not commit, and are written as SQLite
 //     would have, before another writer may use the same offsets;
@@ -37,21 +43,23 @@ import (
 // Without the write lock (exclusive locking mode takes no shared-memory
 // locks, and calls no barrier) writes go straight through.
 //
-// A failed write is returned at the call that made it and kept until the
-// lock goes: SQLite had been told that the bytes before it were written,
-// so the transaction must not commit. At the barrier nothing can be
-// returned and the WAL-index header is about to say the frames are
-// there, so a failure there stops the process rather than publish frames
-// that are not in the file; recovery at the next start ignores the
-// unfinished commit, which no writer was told had succeeded. Disk space
-// is the failure that can be foreseen: before the buffer grows past the
-// space reserved for the file, walVFS reserves more (SQLite's size hint,
-// which allocates the blocks in steps of the file's chunk size) and a
-// full disk fails that write, in time for SQLite to roll the transaction
-// back as it would without the buffer. (A copy-on-write file system can
-// still refuse an overwrite of reserved blocks; there a full disk stops
-// the process.) The frames sit only in process memory until written,
-// which a crash loses exactly as it would lose a commit not yet made.
+// A failed write is returned at the call that made it, as an I/O error
+// (SQLite then rolls back the whole transaction), and kept until the lock
+// goes, for reads too: SQLite had been told that the bytes before it
+// were written, so the transaction must neither read on nor commit. At
+// the barrier, which only sees bytes written after a commit frame,
+// nothing can be returned and the WAL-index header is about to say the
+// frames are there, so a failure there stops the process rather than
+// publish frames that are not in the file; recovery at the next start
+// ignores the unfinished commit, which no writer was told had succeeded.
+// Disk space is the failure that can be foreseen: before the buffer grows
+// past the space reserved for the file, walVFS reserves more (SQLite's
+// size hint, which allocates the blocks in steps of the file's chunk
+// size) and a full disk fails that write, as it would without the
+// buffer; a write refused even so (a copy-on-write file system may refuse
+// to overwrite reserved blocks) fails the commit at its commit frame. The
+// frames sit only in process memory until written, which a crash loses
+// exactly as it would lose a commit not yet made.
 //
 // The database file keeps the default VFS's methods except xShmLock,
 // xShmBarrier and xClose; all other files (journals, temporary files)
@@ -84,6 +92,8 @@ type walTail struct {
 	reserved int64   // WAL: bytes of file known to be allocated, -1 unknown
 	err      int32   // WAL: a failed flush's code, kept until the write lock goes
 	wlock    int32   // database: the connection holds the WAL write lock
+	_        int32
+	commitAt int64 // WAL: offset of the page that completes a commit frame, 0 none
 }
 
 const (
@@ -109,7 +119,7 @@ var (
 
 	// walStats counts the WAL writes SQLite asked of walVFS and the
 	// writes walVFS made of them, for tests.
-	walStats struct{ writes, flushes atomic.Int64 }
+	walStats struct{ writes, flushes, atBarrier atomic.Int64 }
 )
 
 // registerWALVFS registers walVFS with SQLite, once per process.
@@ -293,7 +303,7 @@ func dbShmLock(tls *libc.TLS, f uintptr, ofst, n, flags int32) int32 {
 		if t.peer != 0 {
 			w := tailOf(t.peer)
 			walFlush(tls, t.peer, w) // frames no commit refers to: an error changes nothing
-			w.err = 0
+			w.err, w.commitAt = 0, 0
 		}
 		t.wlock = 0
 	}
@@ -302,7 +312,8 @@ func dbShmLock(tls *libc.TLS, f uintptr, ofst, n, flags int32) int32 {
 		t.wlock = 1
 		if t.peer != 0 {
 			// Another connection may have truncated the file meanwhile.
-			tailOf(t.peer).reserved = -1
+			w := tailOf(t.peer)
+			w.reserved, w.commitAt = -1, 0
 		}
 	}
 	return rc
@@ -312,6 +323,7 @@ func dbShmBarrier(tls *libc.TLS, f uintptr) {
 	t := tailOf(f)
 	if t.peer != 0 {
 		if w := tailOf(t.peer); w.n > 0 || w.err != 0 {
+			walStats.atBarrier.Add(1)
 			if rc := walFlush(tls, t.peer, w); rc != sqlite3.SQLITE_OK {
 				// The header that says these frames exist may come next,
 				// and this call cannot refuse; see the type's comment.
@@ -333,7 +345,10 @@ func walFlush(tls *libc.TLS, f uintptr, t *walTail) int32 {
 		t.n = 0
 		walStats.flushes.Add(1)
 		if rc := callWrite(tls, baseMethods(t).FxWrite, f, t.buf, n, t.off); rc != sqlite3.SQLITE_OK && t.err == 0 {
-			t.err = rc
+			// An I/O error whatever the cause (a full disk included):
+			// SQLite then rolls back the whole transaction, not only
+			// the statement, whose earlier writes were in the buffer.
+			t.err = sqlite3.SQLITE_IOERR_WRITE
 		}
 	}
 	if t.err != 0 {
@@ -357,6 +372,30 @@ func walWrite(tls *libc.TLS, f, z uintptr, n int32, off int64) int32 {
 		walStats.flushes.Add(1)
 		return callWrite(tls, baseMethods(t).FxWrite, f, z, n, off)
 	}
+	if rc := walBuffer(tls, f, t, z, n, off); rc != sqlite3.SQLITE_OK {
+		return rc
+	}
+	switch {
+	case n == walFrameHeader && *(*[4]byte)(cptr(z + 4)) != [4]byte{}:
+		// A commit frame's header (its bytes 4-7, the database size
+		// after the commit, are zero in every other frame): the page
+		// that follows completes the commit.
+		t.commitAt = off + walFrameHeader
+	case t.commitAt != 0 && off == t.commitAt:
+		// The commit's frames are all here: write them now, where a
+		// failure still reaches SQLite, which rolls the commit back.
+		t.commitAt = 0
+		return walFlush(tls, f, t)
+	}
+	return sqlite3.SQLITE_OK
+}
+
+// walFrameHeader is the size of a WAL frame's header.
+const walFrameHeader = 24
+
+// walBuffer adds one write to t's buffer, writing out what it holds
+// first when the write does not continue it.
+func walBuffer(tls *libc.TLS, f uintptr, t *walTail, z uintptr, n int32, off int64) int32 {
 	end := off + int64(n)
 	switch {
 	case t.n > 0 && off >= t.off && end <= t.off+int64(t.n):
@@ -423,6 +462,11 @@ func walReserveFor(tls *libc.TLS, f uintptr, t *walTail, end int64) int32 {
 
 func walRead(tls *libc.TLS, f, z uintptr, n int32, off int64) int32 {
 	t := tailOf(f)
+	if t.err != 0 {
+		// Bytes SQLite counts on are not in the file: it must not read
+		// on in this transaction.
+		return t.err
+	}
 	if t.n > 0 && off < t.off+int64(t.n) && off+int64(n) > t.off {
 		if rc := walFlush(tls, f, t); rc != sqlite3.SQLITE_OK {
 			return rc

@@ -37,7 +37,7 @@ func TestWALVFSGathersFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	w0, f0 := walStats.writes.Load(), walStats.flushes.Load()
+	w0, f0, b0 := walStats.writes.Load(), walStats.flushes.Load(), walStats.atBarrier.Load()
 	for i := 1; i <= 200; i++ {
 		appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))+strings.Repeat("line\r\n", i))
 		var n int
@@ -52,6 +52,11 @@ func TestWALVFSGathersFrames(t *testing.T) {
 	t.Logf("%d WAL writes from SQLite, %d made", writes, flushes)
 	if writes == 0 || flushes*4 > writes {
 		t.Errorf("%d WAL writes became %d: not gathered", writes, flushes)
+	}
+	// Commits are written at their commit frame, not while the WAL-index
+	// header is half-written.
+	if n := walStats.atBarrier.Load() - b0; n != 0 {
+		t.Errorf("%d commits written at the barrier", n)
 	}
 	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
 		t.Errorf("integrity: %q %v", res, err)
