@@ -50,6 +50,14 @@
 # at window 16 (26 us a message) while the client takes most of the other.
 # The client's own CPU (26-64 us/msg at window 1, mostly in the kernel's
 # loopback path) runs on the same two cores and caps the ratio.
+# 2026-12-07 (next stop), after the WAL and storage changes of bench/imap
+# (ROUNDS=7, medians):
+#   1      1       8798     5764   1.53x  (70/100)   62/78
+#   1      10     41835    17847   2.34x  (25/85)    17/24
+#   16     1      46820    24891   1.88x  (20/40)    18/22
+#   16     10     89000    42266   2.11x  (14/40)     7/7
+#   cold (10 users, window 1): tern 21700, dovecot 13041
+# (ROUNDS=3 an hour earlier: 1.80x, 2.34x, 1.93x, 2.19x.)
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-5000}
