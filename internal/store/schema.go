@@ -149,6 +149,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	if version > len(migrations) {
 		return fmt.Errorf("database schema version %d is newer than this tern (%d): upgrade tern", version, len(migrations))
 	}
+	if version > 0 && version < len(migrations) {
+		// Some migrations rewrite a table (schemaV15 takes ~40 s for a
+		// million messages): say why the start is slow.
+		s.log.Info("store: upgrading the database schema", "from", version, "to", len(migrations))
+	}
 	for v := version; v < len(migrations); v++ {
 		err := func() error {
 			tx, err := conn.BeginTx(ctx, nil)
