@@ -79,8 +79,8 @@ func (l *flagLists) get(b []byte) []string {
 
 // ParsedOptions narrows ParsedSome.
 type ParsedOptions struct {
-	// EnvelopeOnly decodes only the envelope: Structure stays nil and
-	// Preview empty.
+	// EnvelopeOnly needs only the envelope: Structure and Preview may be
+	// left out (a cached full structure is returned whole).
 	EnvelopeOnly bool
 	// MayMatch, when set, sees each message's stored structure before it
 	// is decoded and returns false to leave the message out. The bytes
@@ -102,23 +102,34 @@ type envelopeOnly struct {
 // with other callers (see parsedCache): never modify them.
 func (s *Store) ParsedSome(ctx context.Context, mailboxID int64, uids []uint32, opt ParsedOptions) (map[uint32]*message.Parsed, error) {
 	out := make(map[uint32]*message.Parsed, len(uids))
+	ranges := uidRanges(uids)
+	cache := false
 	if opt.MayMatch == nil {
 		// A search's filter looks at the stored bytes, which the cache
 		// does not keep.
-		var err error
-		if uids, err = s.parsedFromCache(ctx, mailboxID, uids, opt.EnvelopeOnly, out); err != nil {
+		missing, ok, err := s.parsedFromCache(ctx, mailboxID, uids, opt.EnvelopeOnly, out)
+		if err != nil {
 			return nil, err
 		}
+		// Scattered hits would split the request into more queries than
+		// it had ranges: then read its ranges, skipping what was found.
+		if m := uidRanges(missing); ok && len(m) <= len(ranges) {
+			ranges = m
+		}
+		cache = ok
 	}
-	for _, r := range uidRanges(uids) {
-		if err := s.parsedRange(ctx, mailboxID, r, opt, out); err != nil {
+	for _, r := range ranges {
+		if err := s.parsedRange(ctx, mailboxID, r, opt, cache, out); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, opt ParsedOptions, out map[uint32]*message.Parsed) error {
+// parsedRange reads the structures of a range of UIDs into out, skipping
+// those already there; cache: remember them (a mirrored mailbox, whose
+// reads look there first).
+func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, opt ParsedOptions, cache bool, out map[uint32]*message.Parsed) error {
 	rows, err := s.query(ctx, "SELECT m.uid, m.blob_id, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3", mailboxID, r[0], r[1])
 	if err != nil {
 		return err
@@ -132,6 +143,9 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 			return err
 		}
 		uid := uint32(id)
+		if _, ok := out[uid]; ok {
+			continue
+		}
 		if opt.MayMatch != nil && !opt.MayMatch(meta) {
 			continue
 		}
@@ -150,14 +164,16 @@ func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, o
 			return fmt.Errorf("message %d: %w", uid, err)
 		}
 		out[uid] = p
-		s.parsed.put(blob, p, opt.EnvelopeOnly, len(meta))
+		if cache {
+			s.parsed.put(blob, p, opt.EnvelopeOnly, len(meta))
+		}
 	}
 	return rows.Err()
 }
 
 // flagChangesQuery has no ORDER BY: sorting by UID makes SQLite walk the
-// (mailbox_id, uid) index over the whole mailbox instead of the few
-// entries above modseq in (mailbox_id, modseq); the rows are sorted after.
+// whole mailbox's stretch of the table instead of the few entries above
+// modseq in (mailbox_id, modseq); the rows are sorted after.
 // The mailbox row (kind 2) gives the HIGHESTMODSEQ of the same snapshot
 // and says whether tombstones above modseq may be missing (see
 // schemaV14).

@@ -810,8 +810,8 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 // ChangesSince returns the messages whose modseq is above modseq and the
 // UIDs expunged after it (RFC 7162 CHANGEDSINCE and VANISHED).
 func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64) ([]MessageInfo, []uint32, error) {
-	// No ORDER BY: SQLite would walk the mailbox's whole uid index
-	// instead of the modseq one; the few changes are sorted here.
+	// No ORDER BY: SQLite would walk the mailbox's whole stretch of the
+	// table instead of the modseq index; the few changes are sorted here.
 	changed, err := s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE mailbox_id = ? AND modseq > ?", mailboxID, modseq)
 	if err != nil {
 		return nil, nil, err

@@ -30,7 +30,7 @@ import (
 // the mirrored state.
 //
 // Mailboxes larger than mirrorMaxMessages are not mirrored (a million
-// messages are listed in batches straight from the index, memory flat),
+// messages are listed in batches straight from the table, memory flat),
 // and the mirror as a whole holds at most mirrorMaxRows messages: past
 // that it starts over.
 const (

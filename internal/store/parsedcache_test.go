@@ -69,7 +69,7 @@ func TestParsedCache(t *testing.T) {
 func TestParsedCacheBound(t *testing.T) {
 	c := parsedCache{max: 100 * (1000 + 64 + 8)}
 	for i := 0; i < 1000; i++ {
-		c.put(fmt.Sprintf("blob%04d", i), &message.Parsed{}, false, 1000)
+		c.put(fmt.Sprintf("blob%04d", i), &message.Parsed{}, true, 1000)
 		if c.bytes > c.max {
 			t.Fatalf("%d bytes over the bound %d", c.bytes, c.max)
 		}
@@ -77,17 +77,23 @@ func TestParsedCacheBound(t *testing.T) {
 	if len(c.byID) != 100 || c.ll.Len() != 100 {
 		t.Errorf("%d entries, %d in the list", len(c.byID), c.ll.Len())
 	}
-	if c.get("blob0999", false) == nil || c.get("blob0000", false) != nil {
+	if c.get("blob0999", true) == nil || c.get("blob0000", true) != nil {
 		t.Error("the newest entry went or the oldest stayed")
 	}
 	// The oldest, once used, outlives the next oldest.
-	c.get("blob0900", false)
-	c.put("blob1000", &message.Parsed{}, false, 1000)
-	if c.get("blob0900", false) == nil || c.get("blob0901", false) != nil {
+	c.get("blob0900", true)
+	c.put("blob1000", &message.Parsed{}, true, 1000)
+	if c.get("blob0900", true) == nil || c.get("blob0901", true) != nil {
 		t.Error("not the least recently used went")
 	}
-	c.put("huge", &message.Parsed{}, false, c.max)
-	if c.get("huge", false) != nil {
+	// A whole structure counts twice its stored size (the decoded form
+	// takes about that): one replaces two envelopes.
+	c.put("whole", &message.Parsed{}, false, 1000)
+	if len(c.byID) != 99 || c.get("blob0902", true) != nil {
+		t.Errorf("%d entries after a whole structure, want 99", len(c.byID))
+	}
+	c.put("huge", &message.Parsed{}, true, c.max)
+	if c.get("huge", true) != nil {
 		t.Error("an entry of a sixteenth of the bound or more was kept")
 	}
 }

@@ -125,7 +125,11 @@ ALTER TABLE blobs DROP COLUMN data;
 // (the indexes go first, so that renumbering rewrites fewer). Old IDs are
 // below 2^32 and new ones at or above it, so renumbering in place never
 // collides; foreign keys are checked at COMMIT, after both tables are
-// renumbered.
+// renumbered. Renumbering keeps the rows it moves in temporary storage,
+// which migrate puts on disk (a million messages' meta would otherwise be
+// in memory at once). A trigger refuses a row numbered otherwise (a
+// tern from before v15 inserting while a newer CLI migrated): it would
+// be invisible to its mailbox's listings.
 const schemaV15 = `
 PRAGMA defer_foreign_keys = ON;
 DROP INDEX messages_info;
@@ -133,6 +137,10 @@ DROP INDEX messages_uid;
 DELETE FROM message_meta WHERE message_id NOT IN (SELECT id FROM messages);
 UPDATE message_meta SET message_id = (SELECT (m.mailbox_id << 32) | m.uid FROM messages m WHERE m.id = message_meta.message_id);
 UPDATE messages SET id = (mailbox_id << 32) | uid;
+CREATE TRIGGER messages_key BEFORE INSERT ON messages
+	WHEN NEW.id IS NULL OR NEW.id != (NEW.mailbox_id << 32) | NEW.uid BEGIN
+	SELECT RAISE(ABORT, 'a message row''s id is mailbox_id << 32 | uid');
+END;
 `
 
 // migrate brings the database to the newest schema this binary knows.
@@ -154,6 +162,13 @@ func (s *Store) migrate(ctx context.Context) error {
 		// million messages): say why the start is slow.
 		s.log.Info("store: upgrading the database schema", "from", version, "to", len(migrations))
 	}
+	// Migrations that rewrite a table keep what they move in temporary
+	// storage: on disk, not in memory as for the store's own statements.
+	// (temp_store cannot change inside a transaction.)
+	if _, err := conn.ExecContext(ctx, "PRAGMA temp_store = FILE"); err != nil {
+		return err
+	}
+	defer conn.ExecContext(ctx, "PRAGMA temp_store = MEMORY")
 	for v := version; v < len(migrations); v++ {
 		err := func() error {
 			tx, err := conn.BeginTx(ctx, nil)

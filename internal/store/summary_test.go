@@ -149,8 +149,8 @@ func TestUIDRunsAnyOrder(t *testing.T) {
 	mb, _ := s.MailboxByName(ctx, a.ID, "INBOX")
 	insert := func(uid int) {
 		t.Helper()
-		_, err := s.wdb.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, internal_date, size, blob_id, digest)
-			VALUES(?, ?, 1, 0, 10, 'b', 'd')`, mb.ID, uid)
+		_, err := s.wdb.ExecContext(ctx, `INSERT INTO messages(id, mailbox_id, uid, modseq, internal_date, size, blob_id, digest)
+			VALUES((?1 << 32) | ?2, ?1, ?2, 1, 0, 10, 'b', 'd')`, mb.ID, uid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,5 +292,10 @@ func TestMigrateMessageKeys(t *testing.T) {
 	s.db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name IN ('messages_info', 'messages_uid')").Scan(&idx)
 	if idx != 0 {
 		t.Error("messages_info or messages_uid is still there")
+	}
+	// A row numbered otherwise (a tern from before v15) is refused.
+	if _, err := s.wdb.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, internal_date, size, blob_id, digest)
+		VALUES(1, 7, 1, 0, 10, 'b', 'd')`); err == nil || !strings.Contains(err.Error(), "mailbox_id << 32") {
+		t.Errorf("a row without its key: %v", err)
 	}
 }
