@@ -21,6 +21,8 @@ func (s *session) storeError(err error, what string) reply {
 		return no("OVERQUOTA", what+": quota exceeded")
 	case errors.Is(err, store.ErrInvalid):
 		return no("CANNOT", what+": not allowed")
+	case errors.Is(err, store.ErrUIDsExhausted):
+		return no("LIMIT", what+": the mailbox has no UIDs left") // RFC 5530
 	}
 	s.log.Error(what, "err", err)
 	return no("SERVERBUG", what+": internal error")

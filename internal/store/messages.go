@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -245,6 +246,10 @@ func (s *Store) deliverOne(ctx context.Context, tx *wtx, d *Delivery, t Target, 
 		return r, err
 	}
 	r.MailboxID, r.UIDValidity = id, uv
+	if uid == math.MaxUint32 {
+		// UIDNEXT must stay above the last UID, in 32 bits.
+		return r, fmt.Errorf("mailbox %d: %w", id, ErrUIDsExhausted)
+	}
 	if d.SkipDuplicate {
 		var one int
 		err := s.hot.duplicate.QueryRowContext(ctx, id, d.Blob.Digest).Scan(&one)
@@ -767,6 +772,10 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 		infos, err := s.infosByUIDs(ctx, tx, src, uids)
 		if err != nil || len(infos) == 0 {
 			return err
+		}
+		if uint64(uidNext)+uint64(len(infos)) > math.MaxUint32 {
+			// UIDs are 32 bits and UIDNEXT must stay above the last.
+			return fmt.Errorf("mailbox %d: %w", dst, ErrUIDsExhausted)
 		}
 		_, modseq, err := s.nextModSeq(ctx, tx, dst)
 		if err != nil {

@@ -125,7 +125,8 @@ ALTER TABLE blobs DROP COLUMN data;
 // (the indexes go first, so that renumbering rewrites fewer). Old IDs are
 // below 2^32 and new ones at or above it, so renumbering in place never
 // collides; foreign keys are checked at COMMIT, after both tables are
-// renumbered. Renumbering keeps the rows it moves in temporary storage,
+// renumbered. The key needs a UID of 32 bits and a mailbox ID of 31 (the
+// trigger below checks both). Renumbering keeps the rows it moves in temporary storage,
 // which migrate puts on disk (a million messages' meta would otherwise be
 // in memory at once). A trigger refuses a row numbered otherwise (a
 // tern from before v15 inserting while a newer CLI migrated): it would
@@ -138,7 +139,8 @@ DELETE FROM message_meta WHERE message_id NOT IN (SELECT id FROM messages);
 UPDATE message_meta SET message_id = (SELECT (m.mailbox_id << 32) | m.uid FROM messages m WHERE m.id = message_meta.message_id);
 UPDATE messages SET id = (mailbox_id << 32) | uid;
 CREATE TRIGGER messages_key BEFORE INSERT ON messages
-	WHEN NEW.id IS NULL OR NEW.id != (NEW.mailbox_id << 32) | NEW.uid BEGIN
+	WHEN NEW.id IS NULL OR NEW.id != (NEW.mailbox_id << 32) | NEW.uid
+		OR NEW.uid NOT BETWEEN 1 AND 4294967295 OR NEW.mailbox_id NOT BETWEEN 1 AND 2147483647 BEGIN
 	SELECT RAISE(ABORT, 'a message row''s id is mailbox_id << 32 | uid');
 END;
 `

@@ -31,8 +31,10 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrExists    = errors.New("already exists")
 	ErrOverQuota = errors.New("over quota")
-	ErrModified  = errors.New("modified since")
-	ErrInvalid   = errors.New("invalid")
+	// ErrUIDsExhausted: the mailbox has given out its last UID.
+	ErrUIDsExhausted = errors.New("no UIDs left in the mailbox")
+	ErrModified      = errors.New("modified since")
+	ErrInvalid       = errors.New("invalid")
 )
 
 // Options tune a Store.

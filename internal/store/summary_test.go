@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -297,5 +298,40 @@ func TestMigrateMessageKeys(t *testing.T) {
 	if _, err := s.wdb.ExecContext(ctx, `INSERT INTO messages(mailbox_id, uid, modseq, internal_date, size, blob_id, digest)
 		VALUES(1, 7, 1, 0, 10, 'b', 'd')`); err == nil || !strings.Contains(err.Error(), "mailbox_id << 32") {
 		t.Errorf("a row without its key: %v", err)
+	}
+}
+
+// A mailbox at the end of its UIDs refuses new messages with a clear
+// error instead of wrapping around (UIDs and UIDNEXT are 32 bits).
+func TestUIDsExhausted(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	d1 := appendMsg(t, s, a, "INBOX", msg("one"))
+	d2 := appendMsg(t, s, a, "INBOX", msg("two"))
+	full, err := s.CreateMailbox(ctx, a.ID, "Full", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.wdb.ExecContext(ctx, "UPDATE mailboxes SET uidnext = 4294967294 WHERE id = ?", full.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Copy(ctx, inbox.ID, full.ID, []uint32{d1.UID, d2.UID}); !errors.Is(err, ErrUIDsExhausted) {
+		t.Errorf("copying two into a mailbox with one UID left: %v", err)
+	}
+	if _, pairs, err := s.Copy(ctx, inbox.ID, full.ID, []uint32{d1.UID}); err != nil || len(pairs) != 1 || pairs[0].Dst != 4294967294 {
+		t.Fatalf("copying the last one: %v %v", pairs, err)
+	}
+	_, err = s.Append(ctx, AppendRequest{AccountID: a.ID, MailboxID: full.ID, Body: strings.NewReader(msg("three"))})
+	if !errors.Is(err, ErrUIDsExhausted) {
+		t.Errorf("appending after the last UID: %v", err)
+	}
+	infos, _ := s.Messages(ctx, full.ID, 1, 0)
+	if len(infos) != 1 || infos[0].UID != 4294967294 {
+		t.Errorf("the full mailbox holds %+v", infos)
+	}
+	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
+		t.Errorf("integrity: %q %v", res, err)
 	}
 }
