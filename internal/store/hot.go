@@ -42,7 +42,7 @@ func (s *Store) prepareHot(ctx context.Context) error {
 		insertMessage: prep(`INSERT INTO messages(id, mailbox_id, uid, modseq, flags, seen, deleted, internal_date, size, blob_id, digest)
 			VALUES((?1 << 32) | ?2, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id`),
 		insertMeta: prep("INSERT INTO message_meta(message_id, meta) VALUES(?, ?)"),
-		infosRange: prep("SELECT " + infoCols + " FROM messages WHERE id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3 ORDER BY id"),
+		infosRange: prep("SELECT " + infoCols + " FROM messages WHERE " + keyRange + " ORDER BY id"),
 		refBlob: prep(`INSERT INTO blobs(id, size, refs, inline) VALUES(?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET refs = refs + excluded.refs RETURNING refs`),
 		blobData: prep("INSERT OR IGNORE INTO blob_data(id, data) VALUES(?, ?)"),

@@ -21,7 +21,7 @@ import (
 // a stretch of the messages table, which is in mailbox and UID order (see
 // schemaV15), and messages with the same flags share one Flags slice,
 // which callers must not modify.
-const messageFlagsQuery = "SELECT uid, modseq, flags FROM messages WHERE id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3 ORDER BY id"
+const messageFlagsQuery = "SELECT uid, modseq, flags FROM messages WHERE " + keyRange + " ORDER BY id"
 
 func (s *Store) MessageFlags(ctx context.Context, mailboxID int64, minUID, maxUID uint32, dst []MessageInfo) ([]MessageInfo, error) {
 	if maxUID == 0 {
@@ -97,8 +97,8 @@ type envelopeOnly struct {
 	Envelope message.Envelope `json:"env"`
 }
 
-// ParsedSome is ParsedMany with options: messages left out by MayMatch and
-// missing ones are absent from the result. The structures may be shared
+// ParsedSome is Parsed for several messages, with options: messages left
+// out by MayMatch and missing ones are absent from the result. The structures may be shared
 // with other callers (see parsedCache): never modify them.
 func (s *Store) ParsedSome(ctx context.Context, mailboxID int64, uids []uint32, opt ParsedOptions) (map[uint32]*message.Parsed, error) {
 	out := make(map[uint32]*message.Parsed, len(uids))
@@ -130,7 +130,7 @@ func (s *Store) ParsedSome(ctx context.Context, mailboxID int64, uids []uint32, 
 // those already there; cache: remember them (a mirrored mailbox, whose
 // reads look there first).
 func (s *Store) parsedRange(ctx context.Context, mailboxID int64, r [2]uint32, opt ParsedOptions, cache bool, out map[uint32]*message.Parsed) error {
-	rows, err := s.query(ctx, "SELECT m.uid, m.blob_id, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3", mailboxID, r[0], r[1])
+	rows, err := s.query(ctx, "SELECT m.uid, m.blob_id, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m."+keyRange, mailboxID, r[0], r[1])
 	if err != nil {
 		return err
 	}

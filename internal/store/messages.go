@@ -494,7 +494,7 @@ func (s *Store) Messages(ctx context.Context, mailboxID int64, minUID, maxUID ui
 	if ok || err != nil {
 		return out, err
 	}
-	return s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3 ORDER BY id", mailboxID, minUID, maxUID)
+	return s.queryInfos(ctx, nil, "SELECT "+infoCols+" FROM messages WHERE "+keyRange+" ORDER BY id", mailboxID, minUID, maxUID)
 }
 
 // Parsed returns what delivery stored about a message's structure.
@@ -510,35 +510,13 @@ func (s *Store) Parsed(ctx context.Context, mailboxID int64, uid uint32) (*messa
 	return &p, json.Unmarshal(meta, &p)
 }
 
-// ParsedMany is Parsed for several messages; missing ones are absent.
-func (s *Store) ParsedMany(ctx context.Context, mailboxID int64, uids []uint32) (map[uint32]*message.Parsed, error) {
-	out := make(map[uint32]*message.Parsed, len(uids))
-	for _, r := range uidRanges(uids) {
-		rows, err := s.query(ctx, "SELECT m.uid, mm.meta FROM messages m JOIN message_meta mm ON mm.message_id = m.id WHERE m.id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3", mailboxID, r[0], r[1])
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var uid uint32
-			var meta []byte
-			if err := rows.Scan(&uid, &meta); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			var p message.Parsed
-			if err := json.Unmarshal(meta, &p); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("message %d: %w", uid, err)
-			}
-			out[uid] = &p
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
+// keyRange and mailboxKeys select rows by their key (schemaV15: id =
+// mailbox_id << 32 | uid), a stretch of the table in UID order: keyRange
+// the UIDs ?2 to ?3 of mailbox ?1, mailboxKeys all of mailbox ?1.
+const (
+	keyRange    = "id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3"
+	mailboxKeys = "id BETWEEN ?1 << 32 AND (?1 << 32) | 4294967295"
+)
 
 // uidRanges turns a UID list into sorted inclusive ranges.
 func uidRanges(uids []uint32) [][2]uint32 {

@@ -156,7 +156,7 @@ func (mr *mirror) grew(n int) {
 }
 
 const mirrorFullQuery = `SELECT 2, uidvalidity, highestmodseq, '', n_messages, vanished_floor, '' FROM mailboxes WHERE id = ?1
-	UNION ALL SELECT 0, uid, modseq, flags, internal_date, size, blob_id FROM messages WHERE id BETWEEN ?1 << 32 AND (?1 << 32) | 4294967295 AND ?2 >= 0`
+	UNION ALL SELECT 0, uid, modseq, flags, internal_date, size, blob_id FROM messages WHERE ` + mailboxKeys + ` AND ?2 >= 0`
 
 const mirrorDeltaQuery = `SELECT 2, uidvalidity, highestmodseq, '', n_messages, vanished_floor, '' FROM mailboxes WHERE id = ?1
 	UNION ALL SELECT 0, uid, modseq, flags, internal_date, size, blob_id FROM messages WHERE mailbox_id = ?1 AND modseq > ?2

@@ -30,7 +30,7 @@ type DropEntry struct {
 // POP3 needs (no flag slices, no dates), read from the mailbox's stretch
 // of the messages table (see schemaV15).
 func (s *Store) DropListing(ctx context.Context, mailboxID int64) ([]DropEntry, error) {
-	rows, err := s.query(ctx, "SELECT uid, size, blob_id, flags FROM messages WHERE id BETWEEN ?1 << 32 AND (?1 << 32) | 4294967295 ORDER BY id", mailboxID)
+	rows, err := s.query(ctx, "SELECT uid, size, blob_id, flags FROM messages WHERE "+mailboxKeys+" ORDER BY id", mailboxID)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func hasFlagText(flags []byte, f string) bool {
 	return false
 }
 
-const inlineMessagesQuery = "SELECT m.uid, d.data FROM messages m JOIN blob_data d ON d.id = m.blob_id WHERE m.id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3 ORDER BY m.id"
+const inlineMessagesQuery = "SELECT m.uid, d.data FROM messages m JOIN blob_data d ON d.id = m.blob_id WHERE m." + keyRange + " ORDER BY m.id"
 
 // InlineMessages calls fn, in UID order, with the bytes of the messages
 // of a mailbox with UIDs from first to last that are kept inside the
@@ -109,7 +109,7 @@ func (s *Store) WireSizes(ctx context.Context, mailboxID int64, first, last uint
 	rows, err := s.query(ctx, `SELECT m.uid, m.size + coalesce(json_extract(CAST(mm.meta AS TEXT), '$.body.hblf'), 0)
 			+ coalesce(json_extract(CAST(mm.meta AS TEXT), '$.body.bblf'), 0)
 		FROM messages m JOIN message_meta mm ON mm.message_id = m.id
-		WHERE m.id BETWEEN (?1 << 32) | ?2 AND (?1 << 32) | ?3 AND json_type(CAST(mm.meta AS TEXT), '$.body') = 'object'
+		WHERE m.`+keyRange+` AND json_type(CAST(mm.meta AS TEXT), '$.body') = 'object'
 		ORDER BY m.id`,
 		mailboxID, first, last)
 	if err != nil {

@@ -26,6 +26,14 @@ func openTest(t *testing.T) *Store {
 	return s
 }
 
+// checkIntegrity runs SQLite's integrity check on s.
+func checkIntegrity(t *testing.T, s *Store) {
+	t.Helper()
+	if res, err := s.IntegrityCheck(context.Background()); err != nil || res != "ok" {
+		t.Errorf("integrity: %q %v", res, err)
+	}
+}
+
 func mustAccount(t *testing.T, s *Store, addr string) Account {
 	t.Helper()
 	ctx := context.Background()

@@ -190,16 +190,24 @@ func TestMigrateSummary(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db.Close()
-	s, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openMigrated(t, dir, db)
 	checkSummary(t, s)
 	if uids, _ := s.MessageUIDs(ctx, 1); fmt.Sprint(uids) != "[2 6 12]" {
 		t.Errorf("INBOX UIDs %v", uids)
 	}
+}
+
+// openMigrated closes db, made by databaseAt, and opens the store on it,
+// which runs the later migrations.
+func openMigrated(t *testing.T, dir string, db *sql.DB) *Store {
+	t.Helper()
+	db.Close()
+	s, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // databaseAt makes a database in dir as a tern with only the first
@@ -246,12 +254,7 @@ func TestMigrateMessageKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db.Close()
-	s, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openMigrated(t, dir, db)
 	rows, err := s.db.Query("SELECT m.id, m.mailbox_id, m.uid, json_extract(mm.meta, '$.env.subject') FROM messages m JOIN message_meta mm ON mm.message_id = m.id ORDER BY m.id")
 	if err != nil {
 		t.Fatal(err)
@@ -286,9 +289,7 @@ func TestMigrateMessageKeys(t *testing.T) {
 	if err := s.db.QueryRow("SELECT count(*) FROM pragma_foreign_key_check").Scan(&fk); err != nil || fk != 0 {
 		t.Errorf("foreign key check: %d rows, %v", fk, err)
 	}
-	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
-		t.Errorf("integrity: %q %v", res, err)
-	}
+	checkIntegrity(t, s)
 	var idx int
 	s.db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name IN ('messages_info', 'messages_uid')").Scan(&idx)
 	if idx != 0 {
@@ -331,7 +332,5 @@ func TestUIDsExhausted(t *testing.T) {
 	if len(infos) != 1 || infos[0].UID != 4294967294 {
 		t.Errorf("the full mailbox holds %+v", infos)
 	}
-	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
-		t.Errorf("integrity: %q %v", res, err)
-	}
+	checkIntegrity(t, s)
 }

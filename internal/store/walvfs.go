@@ -83,7 +83,6 @@ const _ uint = 0x1ffff - walBufSize
 // walTail is the state walVFS keeps after the default VFS's own part of
 // each file object.
 type walTail struct {
-	kind     int32   // walKindDB, walKindWAL, or 0
 	n        int32   // WAL: bytes pending in buf
 	base     uintptr // the default VFS's methods for this file
 	peer     uintptr // database: its WAL file; WAL: its database file
@@ -236,7 +235,7 @@ func walVFSOpen(tls *libc.TLS, vfs, zName, f uintptr, flags int32, pOutFlags uin
 		if tab == 0 {
 			return rc
 		}
-		t.kind, t.base = walKindDB, file.FpMethods
+		t.base = file.FpMethods
 		file.FpMethods = tab
 		if w := sqlite3.Xsqlite3_filename_wal(tls, zName); w != 0 {
 			walNames[w] = f
@@ -252,7 +251,7 @@ func walVFSOpen(tls *libc.TLS, vfs, zName, f uintptr, flags int32, pOutFlags uin
 		if tab == 0 {
 			return rc
 		}
-		t.kind, t.base, t.peer, t.reserved = walKindWAL, file.FpMethods, db, -1
+		t.base, t.peer, t.reserved = file.FpMethods, db, -1
 		tailOf(db).peer = f
 		file.FpMethods = tab
 		// The default VFS allocates space on a size hint only for a

@@ -19,24 +19,32 @@ import (
 	"time"
 )
 
-// TestWALVFSGathersFrames checks that a commit's WAL frames reach the
-// file in a few writes, and that a connection outside walVFS (another
-// process's view) sees every commit as soon as the store acknowledges it.
-func TestWALVFSGathersFrames(t *testing.T) {
-	dir := t.TempDir()
+// openWithOutsider opens a store and a connection to its database that
+// does not go through walVFS: another process's view (the CLI's).
+func openWithOutsider(t *testing.T) (s *Store, dir string, outsider *sql.DB) {
+	t.Helper()
+	dir = t.TempDir()
 	s, err := Open(context.Background(), dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	ctx := context.Background()
-	a := mustAccount(t, s, "a@example.org")
-	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
-	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db")+"?_pragma=busy_timeout(5000)")
+	t.Cleanup(func() { s.Close() })
+	outsider, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "tern.db")+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close()
+	t.Cleanup(func() { outsider.Close() })
+	return s, dir, outsider
+}
+
+// TestWALVFSGathersFrames checks that a commit's WAL frames reach the
+// file in a few writes, and that a connection outside walVFS (another
+// process's view) sees every commit as soon as the store acknowledges it.
+func TestWALVFSGathersFrames(t *testing.T) {
+	s, dir, other := openWithOutsider(t)
+	ctx := context.Background()
+	a := mustAccount(t, s, "a@example.org")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
 	w0, f0, b0 := walStats.writes.Load(), walStats.flushes.Load(), walStats.atBarrier.Load()
 	for i := 1; i <= 200; i++ {
 		appendMsg(t, s, a, "INBOX", msg(fmt.Sprint("m", i))+strings.Repeat("line\r\n", i))
@@ -58,9 +66,7 @@ func TestWALVFSGathersFrames(t *testing.T) {
 	if n := walStats.atBarrier.Load() - b0; n != 0 {
 		t.Errorf("%d commits written at the barrier", n)
 	}
-	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
-		t.Errorf("integrity: %q %v", res, err)
-	}
+	checkIntegrity(t, s)
 	// The WAL grows by whole reserved chunks.
 	if st, err := os.Stat(filepath.Join(dir, "tern.db-wal")); err != nil || st.Size()%walReserve != 0 {
 		t.Errorf("WAL size %v (%v), want a multiple of %d", st.Size(), err, walReserve)
@@ -72,24 +78,13 @@ func TestWALVFSGathersFrames(t *testing.T) {
 // over what the next writer (here another process's connection, as the
 // CLI's) commits at the same offsets.
 func TestWALVFSRolledBack(t *testing.T) {
-	dir := t.TempDir()
+	s, _, cli := openWithOutsider(t)
 	ctx := context.Background()
-	s, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	path := filepath.Join(dir, "tern.db")
-	cli, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 	if _, err := cli.Exec("CREATE TABLE junk(x)"); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("boom")
-	err = s.update(ctx, func(ctx context.Context, tx *wtx) error {
+	err := s.update(ctx, func(ctx context.Context, tx *wtx) error {
 		for i := 0; i < 40; i++ { // 4 MB: more than the page cache holds
 			if _, err := tx.ExecContext(ctx, "INSERT INTO junk VALUES(randomblob(100000))"); err != nil {
 				return err
@@ -111,9 +106,7 @@ func TestWALVFSRolledBack(t *testing.T) {
 	if err := cli.QueryRow("SELECT count(*) FROM junk").Scan(&n); err != nil || n != 1 {
 		t.Errorf("junk: %d rows, %v", n, err)
 	}
-	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
-		t.Errorf("integrity: %q %v", res, err)
-	}
+	checkIntegrity(t, s)
 }
 
 // TestWALVFSExclusiveMode: in exclusive locking mode SQLite takes no
@@ -224,9 +217,7 @@ func TestWALVFSCrash(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged, %d after recovery", len(acked), len(have))
-	if res, err := s.IntegrityCheck(ctx); err != nil || res != "ok" {
-		t.Errorf("integrity: %q %v", res, err)
-	}
+	checkIntegrity(t, s)
 }
 
 func walVFSCrashChild(dir string) {
