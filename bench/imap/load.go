@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,16 @@ func load(args []string) error {
 	corpus := fs.String("corpus", "", "corpus directory (messages to APPEND)")
 	label := fs.String("label", "server", "label for the result line")
 	verbose := fs.Bool("v", false, "print the mean latency of each command")
+	cpuprofile := fs.String("cpuprofile", "", "write the load generator's own CPU profile here")
 	fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	files, err := corpusFiles(*corpus, 100)
 	if err != nil {
 		return err

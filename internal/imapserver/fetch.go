@@ -320,10 +320,12 @@ func (s *session) markSeen(infos []store.MessageInfo, seenNow map[uint32]bool) e
 	if len(uids) == 0 {
 		return nil
 	}
-	changed, _, err := s.srv.cfg.Store.UpdateFlags(s.ctx, s.sel.mb.ID, store.FlagUpdate{UIDs: uids, Op: store.FlagsAdd, Flags: []string{`\Seen`}})
+	res, err := s.srv.cfg.Store.SetFlags(s.ctx, s.sel.mb.ID, store.FlagUpdate{UIDs: uids, Op: store.FlagsAdd, Flags: []string{`\Seen`}})
 	if err != nil {
 		return err
 	}
+	changed := res.Updated
+	s.sel.ownChange(res.ModSeq)
 	byUID := map[uint32]store.MessageInfo{}
 	for _, c := range changed {
 		byUID[c.UID] = c

@@ -62,10 +62,12 @@ func (s *session) cmdStore(cmd *imap.Command) reply {
 		}
 		upd.UnchangedSince = args.UnchangedSince
 	}
-	changed, failed, err := s.srv.cfg.Store.UpdateFlags(s.ctx, v.mb.ID, upd)
+	res, err := s.srv.cfg.Store.SetFlags(s.ctx, v.mb.ID, upd)
 	if err != nil {
 		return s.storeError(err, "STORE")
 	}
+	changed, failed := res.Updated, res.Failed
+	v.ownChange(res.ModSeq)
 	for _, info := range changed {
 		i := v.seqOf(info.UID)
 		if i < 0 {
@@ -182,18 +184,14 @@ func (s *session) cmdAppend(cmd *imap.Command) reply {
 		}
 	}
 	bodies := make([][]byte, len(args.Messages))
-	var total int64
 	for i := range args.Messages {
 		bodies[i] = appendBody(&args.Messages[i])
-		total += int64(len(bodies[i]))
 	}
-	// RFC 9208 §4.3: refuse before writing anything when the messages
-	// cannot all fit; the store checks again in the write itself.
-	if acct, err := s.srv.cfg.Store.AccountByID(s.ctx, s.acct.ID); err != nil {
-		return s.storeError(err, "APPEND")
-	} else if acct.QuotaBytes > 0 && acct.UsedBytes+total > acct.QuotaBytes {
-		return no("OVERQUOTA", "APPEND: quota exceeded")
-	}
+	// RFC 9208 §4.3: messages that cannot all fit are refused with NO
+	// [OVERQUOTA] and nothing stored; the store checks the quota in the
+	// write itself, against the usage of that moment (a check before it
+	// would read the account once more for every APPEND, and still not
+	// be the last word).
 	reqs := make([]store.AppendRequest, len(args.Messages))
 	for i, m := range args.Messages {
 		date := m.Date
@@ -215,12 +213,37 @@ func (s *session) cmdAppend(cmd *imap.Command) reply {
 		uids[i] = d.UID
 	}
 	uv := done[0].UIDValidity
-	if s.sel != nil && s.sel.mb.ID == mb.ID {
-		// RFC 9051 §6.3.12: EXISTS for the new message now.
-		s.sel.dirty, s.sel.mustRead = true, true
+	if v := s.sel; v != nil && v.mb.ID == mb.ID {
+		// RFC 9051 §6.3.12: EXISTS for the new message now, from what
+		// the write returned when nothing else changed the mailbox in
+		// between, else read.
+		if v.ownAppend(done) {
+			s.w.Raw("* ").Number(uint64(len(v.uids))).Raw(" EXISTS").CRLF()
+		} else {
+			v.dirty, v.mustRead = true, true
+		}
 	}
 	// RFC 4315 §3: APPENDUID.
 	return okCode("APPENDUID "+itoa(uint64(uv))+" "+imap.Ordered(uids), "APPEND completed")
+}
+
+// ownAppend adds messages this session appended to the view, when their
+// modseqs follow the view's without a gap (see ownChange) and their UIDs
+// come after its last.
+func (v *selected) ownAppend(done []store.Delivered) bool {
+	next, last := v.highest+1, v.maxUID()
+	for _, d := range done {
+		if d.ModSeq != next || d.UID <= last {
+			return false
+		}
+		next, last = next+1, d.UID
+	}
+	for _, d := range done {
+		v.ownChange(d.ModSeq)
+		v.uids = append(v.uids, d.UID)
+		v.noteModSeq(d.UID, d.ModSeq)
+	}
+	return true
 }
 
 func itoa(n uint64) string {

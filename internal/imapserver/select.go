@@ -33,8 +33,10 @@ type selected struct {
 	// dirty: the store signalled a change not yet read. mustRead: read
 	// it at the next chance (this session appended to the mailbox).
 	dirty, mustRead bool
-	// lastRead is when changes were last read from the store.
+	// lastRead is when changes were last read from the store (or found
+	// unchanged); mark was taken before the last real read.
 	lastRead  time.Time
+	mark      store.ChangeMark
 	condstore bool
 	// saved is the SEARCHRES result (RFC 5182), as UIDs.
 	saved []uint32
@@ -95,6 +97,7 @@ func (s *session) cmdSelect(cmd *imap.Command) reply {
 	if args.QResync != nil && !s.qresync {
 		return bad("QRESYNC not enabled")
 	}
+	mark := s.srv.cfg.Store.Mark()
 	mb, err := s.srv.cfg.Store.MailboxByName(s.ctx, s.acct.ID, args.Mailbox)
 	if err != nil {
 		return s.storeError(err, cmd.Name)
@@ -111,7 +114,7 @@ func (s *session) cmdSelect(cmd *imap.Command) reply {
 	// Every message read now has a modseq at most the mailbox's; later
 	// changes come above it, which is all the view needs to know.
 	v := &selected{mb: mb, readOnly: cmd.Name == "EXAMINE", uids: uids, seen: map[uint32]uint64{}, base: mb.HighestModSeq,
-		highest: mb.HighestModSeq, pending: map[uint32]bool{}, condstore: s.condstore || args.CondStore}
+		highest: mb.HighestModSeq, pending: map[uint32]bool{}, condstore: s.condstore || args.CondStore, mark: mark}
 	if args.CondStore {
 		s.condstore = true
 	}
@@ -230,6 +233,10 @@ func (s *session) sync(allowExpunge, force bool) {
 func (s *session) readChanges() {
 	v := s.sel
 	v.lastRead = time.Now()
+	if s.srv.cfg.Store.Unchanged(v.mb.ID, v.mb.UIDValidity, v.highest, v.mark) {
+		return // only this session's own changes, applied already
+	}
+	v.mark = s.srv.cfg.Store.Mark()
 	from := v.highest
 	changed, vanished, highest, err := s.srv.cfg.Store.FlagChangesSince(s.ctx, v.mb.ID, from)
 	if err != nil {
@@ -265,6 +272,18 @@ func (s *session) readChanges() {
 	if added > 0 {
 		s.w.Raw("* ").Number(uint64(len(v.uids))).Raw(" EXISTS").CRLF()
 	}
+}
+
+// ownChange notes a write of this session that took modseq: if the view
+// was exact just before it (no other change committed in between, since
+// modseqs go up by one a write), it is exact at modseq, and the write's
+// effects, which the caller applies, need not be read back.
+func (v *selected) ownChange(modseq uint64) bool {
+	if modseq == 0 || modseq != v.highest+1 {
+		return false
+	}
+	v.highest = modseq
+	return true
 }
 
 // announceExpunges removes pending UIDs from the view, highest sequence
@@ -330,14 +349,16 @@ func (s *session) cmdExpunge(cmd *imap.Command) reply {
 			return ok("EXPUNGE completed")
 		}
 	}
-	removed, err := s.srv.cfg.Store.Expunge(s.ctx, v.mb.ID, uids)
+	removed, modseq, err := s.srv.cfg.Store.ExpungeModSeq(s.ctx, v.mb.ID, uids)
 	if err != nil {
 		return s.storeError(err, "EXPUNGE")
 	}
 	for _, uid := range removed {
 		v.addPending(uid, v.highest)
 	}
-	v.dirty = true
+	if !v.ownChange(modseq) {
+		v.dirty = true
+	}
 	return ok("EXPUNGE completed")
 }
 

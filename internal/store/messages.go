@@ -54,7 +54,8 @@ type Delivered struct {
 	MailboxID   int64
 	UIDValidity uint32
 	UID         uint32
-	Err         error // ErrOverQuota, ErrExists (duplicate), ErrNotFound
+	ModSeq      uint64 // the message's modseq, the one its delivery took
+	Err         error  // ErrOverQuota, ErrExists (duplicate), ErrNotFound
 }
 
 // AppendRequest stores one message into one mailbox.
@@ -284,7 +285,7 @@ func (s *Store) deliverOne(ctx context.Context, tx *wtx, d *Delivery, t Target, 
 	if _, err := s.hot.insertMeta.ExecContext(ctx, rowID, meta); err != nil {
 		return r, err
 	}
-	r.UID = uid
+	r.UID, r.ModSeq = uid, modseq
 	s.touch(t.AccountID)
 	return r, nil
 }
@@ -584,8 +585,27 @@ func applyFlags(cur []string, u FlagUpdate) []string {
 // change (changed or not); failed the UIDs skipped because their modseq
 // was above UnchangedSince (RFC 7162 §3.1.3).
 func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) (updated []MessageInfo, failed []uint32, err error) {
-	err = s.updateLazy(ctx, func(ctx context.Context, tx *wtx) error {
-		updated, failed = nil, nil
+	r, err := s.SetFlags(ctx, mailboxID, u)
+	return r.Updated, r.Failed, err
+}
+
+// FlagResult is what SetFlags did: Updated and Failed as UpdateFlags
+// returns them, and ModSeq, the one new modseq the changed messages took
+// (0 when nothing changed). A session whose view of the mailbox was
+// exact at ModSeq-1 knows it exact at ModSeq without reading it again.
+type FlagResult struct {
+	Updated []MessageInfo
+	Failed  []uint32
+	ModSeq  uint64
+}
+
+// SetFlags is UpdateFlags, reporting the modseq of the change.
+func (s *Store) SetFlags(ctx context.Context, mailboxID int64, u FlagUpdate) (FlagResult, error) {
+	var updated []MessageInfo
+	var failed []uint32
+	var modseq uint64
+	err := s.updateLazy(ctx, func(ctx context.Context, tx *wtx) error {
+		updated, failed, modseq = nil, nil, 0
 		var acct int64
 		infos, err := s.infosByUIDs(ctx, tx, mailboxID, u.UIDs)
 		if err != nil {
@@ -594,7 +614,6 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 		// Messages that end with the same flags are written by one UPDATE
 		// per run of consecutive UIDs: a statement per row would make
 		// SQLite open and truncate a statement journal for each one.
-		var modseq uint64
 		groups := map[string][]uint32{}
 		var order []string
 		for _, m := range infos {
@@ -632,16 +651,27 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, u FlagUpdate) 
 		}
 		return nil
 	})
-	return updated, failed, err
+	if err != nil {
+		return FlagResult{}, err
+	}
+	return FlagResult{Updated: updated, Failed: failed, ModSeq: modseq}, nil
 }
 
 // Expunge removes messages for good, leaving tombstones for QRESYNC. With
 // uids nil it removes every \Deleted message; otherwise exactly the listed
 // ones that exist. It returns the UIDs removed, sorted.
 func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+	removed, _, err := s.ExpungeModSeq(ctx, mailboxID, uids)
+	return removed, err
+}
+
+// ExpungeModSeq is Expunge, reporting the modseq of the tombstones (0 when
+// nothing was removed).
+func (s *Store) ExpungeModSeq(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, uint64, error) {
 	var removed []uint32
+	var modseq uint64
 	err := s.updateLazy(ctx, func(ctx context.Context, tx *wtx) error {
-		removed = nil
+		removed, modseq = nil, 0
 		var infos []MessageInfo
 		var err error
 		if uids == nil {
@@ -652,37 +682,40 @@ func (s *Store) Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]
 		if err != nil || len(infos) == 0 {
 			return err
 		}
-		removed, err = s.expungeInfos(ctx, tx, mailboxID, infos)
+		removed, modseq, err = s.expungeInfos(ctx, tx, mailboxID, infos)
 		return err
 	})
-	return removed, err
+	if err != nil {
+		return nil, 0, err
+	}
+	return removed, modseq, nil
 }
 
-func (s *Store) expungeInfos(ctx context.Context, tx *wtx, mailboxID int64, infos []MessageInfo) ([]uint32, error) {
+func (s *Store) expungeInfos(ctx context.Context, tx *wtx, mailboxID int64, infos []MessageInfo) ([]uint32, uint64, error) {
 	acct, modseq, err := s.nextModSeq(ctx, tx, mailboxID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	removed := make([]uint32, 0, len(infos))
 	var size int64
 	for _, m := range infos {
 		if _, err := s.txExec(ctx, tx, "DELETE FROM messages WHERE id = (?1 << 32) | ?2", mailboxID, m.UID); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if _, err := s.txExec(ctx, tx, "INSERT OR REPLACE INTO tombstones(mailbox_id, uid, modseq) VALUES(?, ?, ?)", mailboxID, m.UID, modseq); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if err := s.refBlob(tx, Blob{ID: m.BlobID}, -1); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		size += m.Size
 		removed = append(removed, m.UID)
 	}
 	if _, err := s.txExec(ctx, tx, "UPDATE accounts SET used_bytes = max(0, used_bytes - ?) WHERE id = ?", size, acct); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	s.touch(acct)
-	return removed, nil
+	return removed, modseq, nil
 }
 
 // releaseMessages drops the blob references and quota usage of the
@@ -787,7 +820,7 @@ func (s *Store) copyMove(ctx context.Context, src, dst int64, uids []uint32, mov
 		}
 		s.touch(acct)
 		if move {
-			_, err = s.expungeInfos(ctx, tx, src, infos)
+			_, _, err = s.expungeInfos(ctx, tx, src, infos)
 		}
 		return err
 	})

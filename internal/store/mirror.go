@@ -100,6 +100,31 @@ func (p *published) get(id int64) (mailboxState, bool) {
 	return m, ok
 }
 
+// ChangeMark is taken before reading a mailbox's changes; Unchanged later
+// says, from it alone, whether anything was committed since.
+type ChangeMark struct {
+	epoch uint64
+	at    time.Time
+}
+
+// Mark is a ChangeMark for a read about to start.
+func (s *Store) Mark() ChangeMark {
+	return ChangeMark{epoch: s.modseqs.epoch.Load(), at: time.Now()}
+}
+
+// Unchanged reports, without reading the database, that a mailbox is
+// still at (uidValidity, modseq): this process's writer published that
+// state, and nothing says another process wrote since the mark (changes
+// from a process that does not say so are seen within mirrorTrust of the
+// mark, as for the mirror). False means only that the caller must read.
+func (s *Store) Unchanged(mailboxID int64, uidValidity uint32, modseq uint64, m ChangeMark) bool {
+	if s.modseqs.epoch.Load() != m.epoch || time.Since(m.at) >= mirrorTrust {
+		return false
+	}
+	h, ok := s.modseqs.get(mailboxID)
+	return ok && h == mailboxState{uidValidity, modseq}
+}
+
 type mirror struct {
 	mu    sync.Mutex
 	m     map[int64]*mailboxMirror

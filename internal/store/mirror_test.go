@@ -57,6 +57,27 @@ func TestMirrorFollowsChanges(t *testing.T) {
 				t.Fatalf("step %d %s: row %d mirrored %+v / %+v, table %+v", step, name, i, g, f, w)
 			}
 		}
+		// The sequence-number view and [UNSEEN n] of SELECT.
+		seq, err := s.MessageUIDs(ctx, mb.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		firstUnseen, err := s.FirstUnseenUID(ctx, mb.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantUnseen uint32
+		for i := range want {
+			if seq == nil || i >= len(seq) || seq[i] != want[i].UID {
+				t.Fatalf("step %d %s: MessageUIDs %v, table row %d is UID %d", step, name, seq, i, want[i].UID)
+			}
+			if wantUnseen == 0 && !hasFlag(want[i].Flags, `\Seen`) {
+				wantUnseen = want[i].UID
+			}
+		}
+		if len(seq) != len(want) || firstUnseen != wantUnseen {
+			t.Fatalf("step %d %s: %d UIDs listed for %d, first unseen %d, want %d", step, name, len(seq), len(want), firstUnseen, wantUnseen)
+		}
 		// A range in the middle.
 		if len(want) > 2 {
 			lo, hi := want[1].UID, want[len(want)-2].UID

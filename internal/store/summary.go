@@ -88,9 +88,25 @@ END;
 
 // MessageUIDs returns the UIDs of a mailbox's messages in ascending order:
 // the list an IMAP session keeps as its sequence-number view (4 bytes a
-// message). It expands the mailbox's UID runs, so its cost is the size of
-// the list, not a walk of the messages.
+// message). A mirrored mailbox answers from the mirror; otherwise it
+// expands the mailbox's UID runs, so its cost is the size of the list,
+// not a walk of the messages.
 func (s *Store) MessageUIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
+	var uids []uint32
+	ok, err := s.mirrored(ctx, mailboxID, func(mm *mailboxMirror) {
+		uids = make([]uint32, len(mm.rows))
+		for i := range mm.rows {
+			uids[i] = mm.rows[i].uid
+		}
+	})
+	if ok || err != nil {
+		return uids, err
+	}
+	return s.uidsFromRuns(ctx, mailboxID)
+}
+
+// uidsFromRuns lists a mailbox's UIDs from its UID runs.
+func (s *Store) uidsFromRuns(ctx context.Context, mailboxID int64) ([]uint32, error) {
 	var n int
 	if err := s.queryRow(ctx, "SELECT n_messages FROM mailboxes WHERE id = ?", mailboxID).Scan(&n); err != nil {
 		return nil, err
@@ -113,11 +129,24 @@ func (s *Store) MessageUIDs(ctx context.Context, mailboxID int64) ([]uint32, err
 	return uids, rows.Err()
 }
 
-// FirstUnseenUID returns the lowest UID without \Seen, or 0, from the
-// partial index of unseen messages (IMAP4rev1 SELECT's [UNSEEN n]).
+// FirstUnseenUID returns the lowest UID without \Seen, or 0 (IMAP4rev1
+// SELECT's [UNSEEN n]): from the mirror, or the partial index of unseen
+// messages.
 func (s *Store) FirstUnseenUID(ctx context.Context, mailboxID int64) (uint32, error) {
+	var uid uint32
+	ok, err := s.mirrored(ctx, mailboxID, func(mm *mailboxMirror) {
+		for i := range mm.rows {
+			if !hasFlag(mm.rows[i].flags, `\Seen`) {
+				uid = mm.rows[i].uid
+				return
+			}
+		}
+	})
+	if ok || err != nil {
+		return uid, err
+	}
 	var first sql.NullInt64
-	err := s.queryRow(ctx, "SELECT min(uid) FROM messages WHERE mailbox_id = ? AND seen = 0", mailboxID).Scan(&first)
+	err = s.queryRow(ctx, "SELECT min(uid) FROM messages WHERE mailbox_id = ? AND seen = 0", mailboxID).Scan(&first)
 	return uint32(first.Int64), err
 }
 

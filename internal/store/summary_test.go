@@ -40,7 +40,7 @@ func checkSummary(t *testing.T, s *Store) {
 	}
 	rows.Close()
 	for _, id := range ids {
-		got, err := s.MessageUIDs(ctx, id)
+		got, err := s.uidsFromRuns(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
