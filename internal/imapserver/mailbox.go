@@ -273,7 +273,11 @@ func (s *session) cmdList(cmd *imap.Command) reply {
 		}
 		s.writeListEntry(style, e, childInfo)
 		if e.mb != nil && len(args.StatusItems) > 0 {
-			s.writeStatus(e.mb, args.StatusItems)
+			// The list leaves out UIDNEXT and HIGHESTMODSEQ, which
+			// change with every delivery.
+			if mb, err := s.srv.cfg.Store.MailboxByID(s.ctx, e.mb.ID); err == nil {
+				s.writeStatus(&mb, args.StatusItems)
+			}
 		}
 	}
 	return ok(cmd.Name + " completed")
@@ -351,11 +355,7 @@ func (s *session) writeListEntry(st listStyle, e listEntry, childInfo bool) {
 // listEntries returns every mailbox, implied parent and subscription,
 // sorted by name.
 func (s *session) listEntries() ([]listEntry, error) {
-	boxes, err := s.srv.cfg.Store.Mailboxes(s.ctx, s.acct.ID)
-	if err != nil {
-		return nil, err
-	}
-	subs, err := s.srv.cfg.Store.Subscriptions(s.ctx, s.acct.ID)
+	boxes, subs, err := s.srv.cfg.Store.MailboxList(s.ctx, s.acct.ID)
 	if err != nil {
 		return nil, err
 	}

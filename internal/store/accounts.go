@@ -165,6 +165,7 @@ func (s *Store) AddAccount(ctx context.Context, address, passwordHash, scram str
 			return fmt.Errorf("account %s: %w", address, ErrExists)
 		}
 		id, _ := res.LastInsertId()
+		s.touchLists()
 		for _, mb := range DefaultMailboxes {
 			if _, err := createMailbox(ctx, tx, id, mb.Name, mb.SpecialUse); err != nil {
 				return err
@@ -211,6 +212,7 @@ func (s *Store) DeleteAccount(ctx context.Context, address string) error {
 		}
 		_, err = tx.ExecContext(ctx, "DELETE FROM accounts WHERE id = ?", id)
 		s.touch(id)
+		s.touchLists() // its ID may come back for another account
 		return err
 	})
 }

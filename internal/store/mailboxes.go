@@ -159,6 +159,7 @@ func (s *Store) CreateMailbox(ctx context.Context, accountID int64, name, specia
 		var err error
 		mb, err = createMailbox(ctx, tx, accountID, name, specialUse)
 		s.touch(accountID)
+		s.touchLists()
 		return err
 	})
 	return mb, err
@@ -186,6 +187,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string)
 		}
 		_, err = tx.ExecContext(ctx, "DELETE FROM mailboxes WHERE id = ?", id)
 		s.touch(accountID)
+		s.touchLists()
 		s.noteModSeq(id, 0, 0) // its ID may come back for another mailbox
 		return err
 	})
@@ -206,6 +208,7 @@ func (s *Store) RenameMailbox(ctx context.Context, accountID int64, from, to str
 		return fmt.Errorf("cannot rename %s to %s: %w", from, to, ErrInvalid)
 	}
 	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
+		s.touchLists()
 		var one int
 		err := tx.QueryRowContext(ctx, "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", accountID, to).Scan(&one)
 		if err == nil {
@@ -257,6 +260,7 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 		return err
 	}
 	return s.update(ctx, func(ctx context.Context, tx *wtx) error {
+		s.touchLists()
 		q := "DELETE FROM subscriptions WHERE account_id = ? AND name = ?"
 		if on {
 			q = "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES(?, ?)"

@@ -75,6 +75,7 @@ type Store struct {
 	mirror    mirror      // see mirror.go
 	parsed    parsedCache // see parsedcache.go
 	modseqs   published   // see mirror.go
+	lists     listCache   // see listcache.go
 	// dataVersion is the writer connection's PRAGMA data_version when
 	// last looked at, and when: it changes when another process commits.
 	dataVersion     int64

@@ -37,6 +37,8 @@ type batch struct {
 	inlined     []string               // inline blobs stored by the writes that succeeded
 	reqModSeqs  map[int64]mailboxState // HIGHESTMODSEQ each mailbox reached in the current write
 	modseqs     map[int64]mailboxState // the same for the writes that succeeded
+	reqLists    bool                   // the current write changed mailbox names or subscriptions
+	lists       bool                   // the same for the writes that succeeded
 }
 
 // update runs fn in a write transaction shared with other concurrent
@@ -172,6 +174,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 		}
 		b.reqInlined, b.reqRemove = b.reqInlined[:0], b.reqRemove[:0]
 		clear(b.reqModSeqs)
+		b.reqLists = false
 		errs[i] = r.fn(context.WithoutCancel(r.ctx), tx)
 		switch {
 		case errs[i] == nil:
@@ -180,6 +183,7 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 			for id, m := range b.reqModSeqs {
 				b.modseqs[id] = m
 			}
+			b.lists = b.lists || b.reqLists
 		case alone:
 			rollback()
 			r.done <- errs[i]
@@ -206,6 +210,9 @@ func (s *Store) commitBatch(reqs []*writeReq) {
 	s.pending.drop(b.inlined...)
 	// Before anyone hears of the commit: readers may now trust these.
 	s.modseqs.publish(b.modseqs)
+	if b.lists {
+		s.lists.changed()
+	}
 	// Lazy writers (flags and the like) hear back now: in the WAL, the
 	// kernel's cache, is enough, and the next fsync takes them along.
 	// The others wait for the syncer, and so does everyone when files
@@ -351,6 +358,15 @@ func (s *Store) checkDataVersion(ctx context.Context) {
 func (s *Store) noteModSeq(mailboxID int64, uidValidity uint32, modseq uint64) {
 	if s.cur != nil {
 		s.cur.reqModSeqs[mailboxID] = mailboxState{uidValidity, modseq}
+	}
+}
+
+// touchLists records that the current write changes the names, special
+// uses or subscriptions of an account's mailboxes (see listCache). Only
+// valid inside update.
+func (s *Store) touchLists() {
+	if s.cur != nil {
+		s.cur.reqLists = true
 	}
 }
 
