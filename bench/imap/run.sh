@@ -102,6 +102,16 @@
 # WAL gathering 5217 -> 5634 commands/s (245 -> 223 us of server CPU a
 # command), the structure cache 5509 -> 5887 (224 -> 206 us), the row
 # numbering 6049 -> 6224 and 6452 -> 6470 (batches 10% shorter).
+#
+# 2026-12-07 (later stop), after a session's own writes stopped being read
+# back, SELECT took its UIDs from the mirror and LIST its names from a
+# cache; a machine half as fast as the day before, ROUNDS=3 DURATION=10s
+# IDLE_CONNS=0 CLIENTS=10, one run (before the changes the same day:
+# 1.59x and 1.73x without logouts):
+#   10      yes     3775         751           5.03x
+#   10      no      5013        2391           2.10x
+# Server CPU per command (10 clients, no logout, alternating builds on
+# the same data): ~305 us before, ~260 us after.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-200}
