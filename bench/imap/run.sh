@@ -178,10 +178,17 @@ service imap-login {
   inet_listener imaps {
     port = 0
   }
+  # Dovecot's high-performance login mode: a login process serves many
+  # connections instead of one each.
+  service_count = 0
   process_min_avail = 2
 }
 service imap {
   process_limit = 2000
+  # Reuse each imap process for many sessions, one at a time, and keep
+  # some forked ahead of the logins.
+  service_count = 1000
+  process_min_avail = 10
 }
 service anvil {
   client_limit = 3000

@@ -44,7 +44,7 @@ const password = "bench-password"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: pop3bench prepare|serve|fetch [flags]")
+		fmt.Fprintln(os.Stderr, "usage: pop3bench prepare|serve|fetch|floor [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -55,6 +55,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "fetch":
 		err = fetch(os.Args[2:])
+	case "floor":
+		err = floor(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}

