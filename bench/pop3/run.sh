@@ -58,6 +58,24 @@
 #   16     10     89000    42266   2.11x  (14/40)     7/7
 #   cold (10 users, window 1): tern 21700, dovecot 13041
 # (ROUNDS=3 an hour earlier: 1.80x, 2.34x, 1.93x, 2.19x.)
+# 2026-12-07, a new machine, with the floor (floor.go: the same messages
+# from memory, nothing else done) run beside both; ROUNDS=7, medians:
+#   window users   tern  dovecot  ratio  (server us/msg)  client  floor  floor/dov
+#   1      1      14080    11130   1.27x  (56/70)   58/60   18007  1.62x
+#   1      10     31122    16182   1.92x  (35/91)   25/29   47889  2.96x
+#   16     1      41624    16719   2.49x  (24/60)   30/32  130233  7.79x
+#   16     10     82784    32299   2.56x  (16/53)    8/9   220367  6.82x
+# and again half an hour later:
+#   1      1      16608    12033   1.38x  (46/66)   52/56   18126  1.51x
+#   1      10     36135    18032   2.00x  (30/82)   21/27   58334  3.24x
+#   16     1      50570    24298   2.08x  (20/44)   26/28  133508  5.49x
+#   16     10     87133    33800   2.58x  (15/50)    8/9   228291  6.75x
+# With one user at window 1 no server reaches 2x Dovecot here: the floor
+# itself gets 1.5-1.6x, and tern 78-92% of the floor. Each message is a
+# round trip on loopback that the client and the kernel mostly fill. (A
+# C server with blocking reads and writes, a thread per connection, tried
+# outside this directory the same hour, got 21000-24600 msg/s: under 2x
+# too.)
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-5000}
