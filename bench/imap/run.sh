@@ -127,6 +127,11 @@
 #   10      no      6925        3093           2.24x
 #   50      yes     7596        1429           5.32x
 #   50      no      9214        2829           3.26x
+# and with DURATION=20s, half an hour later:
+#   10      yes     6590        1418           4.65x
+#   10      no      7279        3087           2.36x
+#   50      yes     8322        1520           5.47x
+#   50      no      8376        2753           3.04x
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-200}
