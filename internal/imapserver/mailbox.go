@@ -274,10 +274,15 @@ func (s *session) cmdList(cmd *imap.Command) reply {
 		s.writeListEntry(style, e, childInfo)
 		if e.mb != nil && len(args.StatusItems) > 0 {
 			// The list leaves out UIDNEXT and HIGHESTMODSEQ, which
-			// change with every delivery.
-			if mb, err := s.srv.cfg.Store.MailboxByID(s.ctx, e.mb.ID); err == nil {
-				s.writeStatus(&mb, args.StatusItems)
+			// change with every delivery: read afresh when asked for.
+			mb := *e.mb
+			if slices.Contains(args.StatusItems, "UIDNEXT") || slices.Contains(args.StatusItems, "HIGHESTMODSEQ") {
+				var err error
+				if mb, err = s.srv.cfg.Store.MailboxByID(s.ctx, e.mb.ID); err != nil {
+					continue // deleted meanwhile
+				}
 			}
+			s.writeStatus(&mb, args.StatusItems)
 		}
 	}
 	return ok(cmd.Name + " completed")

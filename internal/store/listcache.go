@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // listCache keeps, per account, its mailboxes' names and attributes and
@@ -42,7 +41,7 @@ func (s *Store) MailboxList(ctx context.Context, accountID int64) ([]Mailbox, []
 	s.lists.mu.Lock()
 	e, ok := s.lists.m[accountID]
 	s.lists.mu.Unlock()
-	if !ok || e.gen != gen || e.mark.epoch != s.modseqs.epoch.Load() || time.Since(e.mark.at) >= mirrorTrust {
+	if !ok || e.gen != gen || !s.trusted(e.mark) {
 		e = listEntry{gen: gen, mark: s.Mark()}
 		var err error
 		if e.boxes, err = s.Mailboxes(ctx, accountID); err != nil {

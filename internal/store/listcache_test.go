@@ -85,18 +85,8 @@ func TestMailboxListFollowsChanges(t *testing.T) {
 // A mailbox created by another process shows in MailboxList at once when
 // that process says so, and within mirrorTrust when nothing does.
 func TestMailboxListSeesOtherProcess(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
-	s, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	other, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s, other := openTwoProcesses(t)
 	a := mustAccount(t, s, "a@example.org")
 	has := func(name string) bool {
 		t.Helper()

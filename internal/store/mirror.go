@@ -118,11 +118,18 @@ func (s *Store) Mark() ChangeMark {
 // from a process that does not say so are seen within mirrorTrust of the
 // mark, as for the mirror). False means only that the caller must read.
 func (s *Store) Unchanged(mailboxID int64, uidValidity uint32, modseq uint64, m ChangeMark) bool {
-	if s.modseqs.epoch.Load() != m.epoch || time.Since(m.at) >= mirrorTrust {
+	if !s.trusted(m) {
 		return false
 	}
 	h, ok := s.modseqs.get(mailboxID)
 	return ok && h == mailboxState{uidValidity, modseq}
+}
+
+// trusted reports that what was read at m may still be believed without
+// a look at the database: no other process said it wrote since, and m is
+// younger than mirrorTrust.
+func (s *Store) trusted(m ChangeMark) bool {
+	return s.modseqs.epoch.Load() == m.epoch && time.Since(m.at) < mirrorTrust
 }
 
 type mirror struct {
@@ -197,11 +204,9 @@ func (s *Store) mirrored(ctx context.Context, mailboxID int64, fn func(mm *mailb
 	if mm.tooBig {
 		return false, nil
 	}
-	if mm.loaded && s.modseqs.epoch.Load() == mm.epoch && time.Since(mm.read) < mirrorTrust {
-		if h, ok := s.modseqs.get(mailboxID); ok && h == (mailboxState{mm.uidValidity, mm.modseq}) {
-			fn(mm) // nothing committed here since
-			return true, nil
-		}
+	if mm.loaded && s.Unchanged(mailboxID, mm.uidValidity, mm.modseq, ChangeMark{epoch: mm.epoch, at: mm.read}) {
+		fn(mm) // nothing committed here since
+		return true, nil
 	}
 	mm.epoch, mm.read = s.modseqs.epoch.Load(), time.Now()
 	err := s.refreshMirror(ctx, mailboxID, mm)

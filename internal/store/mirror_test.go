@@ -178,18 +178,8 @@ func TestUIDValidityNotReused(t *testing.T) {
 // files) reaches the mirror at once when that process says so
 // (NotifyAccount), and within mirrorTrust when nothing does.
 func TestMirrorSeesOtherProcess(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
-	s, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	other, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s, other := openTwoProcesses(t)
 	a := mustAccount(t, s, "a@example.org")
 	if _, err := s.CreateMailbox(ctx, a.ID, "Other", ""); err != nil {
 		t.Fatal(err)
@@ -308,4 +298,21 @@ func TestMirrorIDReuse(t *testing.T) {
 		again, _ = s.MailboxByName(ctx, b.ID, "Foo")
 	}
 	check("Foo made again, at the old label", again.ID)
+}
+
+// openTwoProcesses opens two Stores on one data directory, as tern and
+// its CLI (or a second tern) would: each has its own writer, caches and
+// mirrors, and sees the other's commits only through the database.
+func openTwoProcesses(t *testing.T) (s, other *Store) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, p := range []**Store{&s, &other} {
+		st, err := Open(context.Background(), dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		*p = st
+	}
+	return s, other
 }
