@@ -110,3 +110,42 @@ func BenchmarkIMAPWrites(b *testing.B) {
 		b.ReportMetric(float64(busy.Microseconds())/float64(b.N), "writer-µs/op")
 	}
 }
+
+// BenchmarkInlineMessages reads a mailbox's message bytes in the windows
+// of a POP3 download (32 messages a query, see pop3server's readAhead),
+// from 10 readers at once on one account's INBOX; an op is one message.
+func BenchmarkInlineMessages(b *testing.B) {
+	s, ctx := openBench(b)
+	a, _ := s.AddAccount(ctx, "a@example.org", "h", "")
+	inbox, _ := s.MailboxByName(ctx, a.ID, "INBOX")
+	const n = 2000
+	for j := 0; j < n; j++ {
+		body := msg(fmt.Sprint("m", j)) + strings.Repeat("a line of a message body\r\n", 100+j%100)
+		if _, err := s.Append(ctx, AppendRequest{AccountID: a.ID, MailboxID: inbox.ID, Body: strings.NewReader(body)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetParallelism(10 / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var sum int
+		first := uint32(1)
+		for pb.Next() {
+			// One op is one message: a window is read every 32 ops.
+			if first%32 == 1 {
+				if err := s.InlineMessages(ctx, inbox.ID, first, first+31, func(uid uint32, data []byte) error {
+					sum += len(data)
+					return nil
+				}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			first++
+			if first > n {
+				first = 1
+			}
+		}
+		_ = sum
+	})
+}
