@@ -250,6 +250,27 @@ func (c *client) multi() string {
 }
 
 // login authenticates with USER/PASS.
+// loginAfterDrop logs in once the server has noticed that the last
+// session's connection was dropped and unlocked the maildrop (until then
+// a login gets IN-USE).
+func (e *env) loginAfterDrop() *client {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := e.dial()
+		c.ok("USER " + testUser)
+		r := c.cmd("PASS " + testPass)
+		if strings.HasPrefix(r, "+OK") {
+			return c
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("still locked: %s", r)
+		}
+		c.c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (c *client) login() {
 	c.t.Helper()
 	c.ok("USER " + testUser)

@@ -10,7 +10,8 @@ import (
 // Read-ahead bounds, per session: the stored bytes one fill may read and
 // the messages it may cover. The wire form kept is at most twice the
 // stored size (every line a bare LF that starts with "."), plus one
-// message.
+// message; a session holds at most two fills (the one it sends from and
+// the next).
 const (
 	readAheadBytes = 128 << 10
 	readAheadMsgs  = 32
@@ -20,15 +21,33 @@ const (
 // RETR 2, ...) in wire form, read from the store with one query per
 // window instead of one per message. The window starts at one message
 // and doubles while the client keeps reading in order, so a client that
-// jumps around reads no more than it asks for. Only messages kept inside
-// the database take this path; files are read as they are asked for.
+// jumps around reads no more than it asks for. While the client reads in
+// order, the next window is read on another goroutine as soon as the
+// session sends from the current one (prefetch): the query then overlaps
+// the sending and the client's round trips instead of stalling them once
+// a window. Only messages kept inside the database take this path; files
+// are read as they are asked for.
 type readAhead struct {
-	arena []byte // wire form of the messages of the last fill
+	cur   *window
+	spare *window // memory for the next fill
+	// next is the prefetch under way, if any: the window from nextLo on,
+	// delivered on next (buffered, so an abandoned prefetch never blocks)
+	// and stopped early by stopNext.
+	next     chan *window
+	nextLo   int
+	stopNext context.CancelFunc
+	win      int // messages in the next fill
+	last     int // index of the last message asked for, -1 before the first
+	bytes    int // fill budget in stored bytes
+}
+
+// window is the wire form of consecutive messages from index lo.
+type window struct {
+	arena []byte
 	spans []span // per message index from lo
 	lo    int
-	win   int // messages in the next fill
-	last  int // index of the last message asked for, -1 before the first
-	bytes int // fill budget in stored bytes
+	uids  []uint32 // the UIDs asked for, from lo
+	err   error
 }
 
 type span struct {
@@ -37,7 +56,7 @@ type span struct {
 }
 
 func newReadAhead(budget int) *readAhead {
-	return &readAhead{last: -1, win: 1, bytes: budget}
+	return &readAhead{cur: &window{}, spare: &window{}, last: -1, win: 1, bytes: budget}
 }
 
 // get returns message i of d in wire form (byte-stuffed, CRLF line ends,
@@ -49,9 +68,11 @@ func newReadAhead(budget int) *readAhead {
 func (ra *readAhead) get(storeCtx func() (context.Context, context.CancelFunc), d *maildrop, i int) (wire []byte, ok bool) {
 	seq := i == ra.last+1
 	ra.last = i
-	if j := i - ra.lo; j >= 0 && j < len(ra.spans) && ra.spans[j].ok {
-		sp := ra.spans[j]
-		return ra.arena[sp.off : sp.off+sp.n], true
+	if wire, ok := ra.cur.at(i); ok {
+		if seq {
+			ra.prefetch(storeCtx, d)
+		}
+		return wire, true
 	}
 	if !store.Inline(d.msgs[i].size) {
 		return nil, false
@@ -61,22 +82,58 @@ func (ra *readAhead) get(storeCtx func() (context.Context, context.CancelFunc), 
 	} else {
 		ra.win = 1
 	}
-	ctx, cancel := storeCtx()
-	defer cancel()
-	if err := ra.fill(ctx, d, i); err != nil {
-		ra.spans = ra.spans[:0]
-		return nil, false
+	if ra.next != nil && ra.nextLo == i {
+		w := <-ra.next
+		ra.endPrefetch()
+		ra.cur, ra.spare = w, ra.cur
+	} else {
+		ra.endPrefetch() // the client went elsewhere
+		ctx, cancel := storeCtx()
+		ra.plan(d, i, ra.spare)
+		ra.spare.fill(ctx, d.st, d.mailboxID, ra.bytes)
+		cancel()
+		ra.cur, ra.spare = ra.spare, ra.cur
 	}
-	if len(ra.spans) > 0 && ra.spans[0].ok {
-		sp := ra.spans[0]
-		return ra.arena[sp.off : sp.off+sp.n], true
+	wire, ok = ra.cur.at(i)
+	if ok && seq {
+		ra.prefetch(storeCtx, d)
 	}
-	return nil, false
+	return wire, ok
 }
 
-// fill reads messages from index i on: up to win of them, within the
-// byte budget (the first always), stopping before one kept in a file.
-func (ra *readAhead) fill(ctx context.Context, d *maildrop, i int) error {
+// prefetch starts reading the window after the current one, unless one is
+// under way or the next message is not kept in the database.
+func (ra *readAhead) prefetch(storeCtx func() (context.Context, context.CancelFunc), d *maildrop) {
+	lo := ra.cur.lo + len(ra.cur.spans)
+	if ra.next != nil || ra.cur.err != nil || lo >= len(d.msgs) || !store.Inline(d.msgs[lo].size) {
+		return
+	}
+	w := ra.spare
+	ra.spare = &window{} // w belongs to the goroutine until it is received
+	ra.plan(d, lo, w)
+	ctx, cancel := storeCtx()
+	ch := make(chan *window, 1)
+	ra.next, ra.nextLo, ra.stopNext = ch, lo, cancel
+	st, mailboxID, budget := d.st, d.mailboxID, ra.bytes
+	go func() {
+		w.fill(ctx, st, mailboxID, budget)
+		ch <- w
+	}()
+}
+
+// endPrefetch stops and forgets the prefetch under way, if any. A window
+// received from it must be taken before.
+func (ra *readAhead) endPrefetch() {
+	if ra.next != nil {
+		ra.stopNext()
+		ra.next, ra.stopNext = nil, nil
+	}
+}
+
+// plan sets w to cover up to win messages from index i, within the byte
+// budget (the first always), stopping before one kept in a file. It runs
+// on the session's goroutine: the fill, which may not, reads only w.
+func (ra *readAhead) plan(d *maildrop, i int, w *window) {
 	end, budget := i, ra.bytes
 	for end < len(d.msgs) && end-i < ra.win {
 		m := &d.msgs[end]
@@ -86,30 +143,57 @@ func (ra *readAhead) fill(ctx context.Context, d *maildrop, i int) error {
 		budget -= int(m.size)
 		end++
 	}
-	if cap(ra.arena) > 4*ra.bytes+(256<<10) {
-		ra.arena = nil // one odd fill must not pin its memory
+	w.lo = i
+	w.uids = w.uids[:0]
+	for k := i; k < end; k++ {
+		w.uids = append(w.uids, d.msgs[k].uid)
 	}
-	ra.arena = ra.arena[:0]
-	ra.lo = i
-	ra.spans = append(ra.spans[:0], make([]span, end-i)...)
-	k := i
-	return d.st.InlineMessages(ctx, d.mailboxID, d.msgs[i].uid, d.msgs[end-1].uid, func(uid uint32, data []byte) error {
-		for k < end && d.msgs[k].uid < uid {
-			k++
-		}
-		if k == end || d.msgs[k].uid != uid {
-			return nil // not in this session's snapshot
-		}
-		off := len(ra.arena)
-		ra.arena = appendWire(ra.arena, data)
-		ra.spans[k-i] = span{off: off, n: len(ra.arena) - off, ok: true}
-		return nil
-	})
 }
 
-// release drops the buffered messages (the session leaves TRANSACTION).
+// fill reads the messages w.uids into w in one query; budget is the
+// read-ahead's, which bounds the memory an odd fill may keep.
+func (w *window) fill(ctx context.Context, st *store.Store, mailboxID int64, budget int) {
+	if cap(w.arena) > 4*budget+(256<<10) {
+		w.arena = nil // one odd fill must not pin its memory
+	}
+	w.arena = w.arena[:0]
+	w.spans = append(w.spans[:0], make([]span, len(w.uids))...)
+	w.err = nil
+	if len(w.uids) == 0 {
+		return
+	}
+	k := 0
+	w.err = st.InlineMessages(ctx, mailboxID, w.uids[0], w.uids[len(w.uids)-1], func(uid uint32, data []byte) error {
+		for k < len(w.uids) && w.uids[k] < uid {
+			k++
+		}
+		if k == len(w.uids) || w.uids[k] != uid {
+			return nil // not in this session's snapshot
+		}
+		off := len(w.arena)
+		w.arena = appendWire(w.arena, data)
+		w.spans[k] = span{off: off, n: len(w.arena) - off, ok: true}
+		return nil
+	})
+	if w.err != nil {
+		w.spans = w.spans[:0]
+	}
+}
+
+// at returns message i from w if w holds it.
+func (w *window) at(i int) ([]byte, bool) {
+	if j := i - w.lo; j >= 0 && j < len(w.spans) && w.spans[j].ok {
+		sp := w.spans[j]
+		return w.arena[sp.off : sp.off+sp.n], true
+	}
+	return nil, false
+}
+
+// release drops the buffered messages and stops a prefetch (the session
+// ends).
 func (ra *readAhead) release() {
-	ra.arena, ra.spans = nil, nil
+	ra.endPrefetch()
+	ra.cur, ra.spare = &window{}, &window{}
 }
 
 // appendWire appends msg as the body of a POP3 multi-line response (RFC

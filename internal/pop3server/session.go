@@ -127,6 +127,9 @@ func (s *session) close() {
 		s.srv.unlock(s.acct.ID)
 		s.locked = false
 	}
+	if s.ahead != nil {
+		s.ahead.release()
+	}
 	s.cancel()
 	s.conn().Close()
 }
