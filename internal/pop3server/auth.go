@@ -238,7 +238,7 @@ func (s *session) login(acct store.Account, how string) reply {
 		return errReply("SYS/TEMP", "cannot open the mailbox now, try again later")
 	}
 	s.acct, s.locked, s.drop = acct, true, drop
-	s.ahead = newReadAhead(s.srv.readAhead)
+	s.ahead = newReadAhead(s.srv.readAhead, &s.srv.downloads)
 	s.state = stateTransaction
 	s.log = s.log.With("user", acct.Address)
 	s.log.Info("pop3: login", "method", how, "messages", len(drop.msgs))

@@ -3,6 +3,8 @@ package pop3server
 import (
 	"bytes"
 	"context"
+	"runtime"
+	"sync/atomic"
 
 	"github.com/tern-mail/tern/internal/store"
 )
@@ -25,8 +27,12 @@ const (
 // order, the next window is read on another goroutine as soon as the
 // session sends from the current one (prefetch): the query then overlaps
 // the sending and the client's round trips instead of stalling them once
-// a window. Only messages kept inside the database take this path; files
-// are read as they are asked for.
+// a window. That needs a spare core, so sessions prefetch only while at
+// most half as many of them are logged in as there are cores; beyond,
+// the cores are busy anyway and the hand-over only adds work (ten users
+// on two cores downloaded 8% slower with it, one user 13-15% faster).
+// Only messages kept inside the database take this path; files are read
+// as they are asked for.
 type readAhead struct {
 	cur   *window
 	spare *window // memory for the next fill
@@ -39,6 +45,19 @@ type readAhead struct {
 	win      int // messages in the next fill
 	last     int // index of the last message asked for, -1 before the first
 	bytes    int // fill budget in stored bytes
+	active   *downloads
+}
+
+// downloads counts the sessions that hold a read-ahead.
+type downloads struct{ n atomic.Int32 }
+
+// spareCores reports whether the sessions counted leave a core free for
+// each to read ahead on.
+func (d *downloads) spareCores() bool {
+	if d == nil {
+		return false // released
+	}
+	return int(d.n.Load()) <= max(1, runtime.GOMAXPROCS(0)/2)
 }
 
 // window is the wire form of consecutive messages from index lo.
@@ -55,8 +74,11 @@ type span struct {
 	ok     bool
 }
 
-func newReadAhead(budget int) *readAhead {
-	return &readAhead{cur: &window{}, spare: &window{}, last: -1, win: 1, bytes: budget}
+// newReadAhead returns the read-ahead of a session that just logged in,
+// counted in active until release.
+func newReadAhead(budget int, active *downloads) *readAhead {
+	active.n.Add(1)
+	return &readAhead{cur: &window{}, spare: &window{}, last: -1, win: 1, bytes: budget, active: active}
 }
 
 // get returns message i of d in wire form (byte-stuffed, CRLF line ends,
@@ -102,10 +124,11 @@ func (ra *readAhead) get(storeCtx func() (context.Context, context.CancelFunc), 
 }
 
 // prefetch starts reading the window after the current one, unless one is
-// under way or the next message is not kept in the database.
+// under way, the next message is not kept in the database, or the cores
+// have other sessions to serve.
 func (ra *readAhead) prefetch(storeCtx func() (context.Context, context.CancelFunc), d *maildrop) {
 	lo := ra.cur.lo + len(ra.cur.spans)
-	if ra.next != nil || ra.cur.err != nil || lo >= len(d.msgs) || !store.Inline(d.msgs[lo].size) {
+	if ra.next != nil || ra.cur.err != nil || lo >= len(d.msgs) || !store.Inline(d.msgs[lo].size) || !ra.active.spareCores() {
 		return
 	}
 	w := ra.spare
@@ -189,11 +212,15 @@ func (w *window) at(i int) ([]byte, bool) {
 	return nil, false
 }
 
-// release drops the buffered messages and stops a prefetch (the session
-// ends).
+// release drops the buffered messages, stops a prefetch and uncounts the
+// session (it ends); the read-ahead is not used again.
 func (ra *readAhead) release() {
 	ra.endPrefetch()
 	ra.cur, ra.spare = &window{}, &window{}
+	if ra.active != nil {
+		ra.active.n.Add(-1)
+		ra.active = nil
+	}
 }
 
 // appendWire appends msg as the body of a POP3 multi-line response (RFC

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReadAhead downloads a maildrop that mixes messages kept in the
@@ -109,6 +110,36 @@ func TestReadAheadPrefetch(t *testing.T) {
 	c = e.loginAfterDrop()
 	retr(c, 71)
 	c.ok("QUIT")
+}
+
+// TestDownloadsCounted: a session counts among those that share the cores
+// from login until it ends, by QUIT or a dropped connection, so that
+// prefetching stops only while others download.
+func TestDownloadsCounted(t *testing.T) {
+	e := newEnv(t, envOpts{insecure: true})
+	e.deliver(msg1)
+	count := func(want int32) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for e.srv.downloads.n.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d sessions counted, want %d", e.srv.downloads.n.Load(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	c := e.dial()
+	c.ok("USER " + testUser)
+	count(0)
+	c.ok("PASS " + testPass)
+	count(1)
+	c.ok("QUIT")
+	count(0)
+	c = e.dial()
+	c.login()
+	count(1)
+	c.c.Close()
+	count(0)
 }
 
 // TestAppendWire pins the wire form of stored line ends and dots.

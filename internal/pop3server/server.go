@@ -73,6 +73,10 @@ type Server struct {
 	// readAhead is the stored bytes a session reads ahead in one query
 	// during a sequential download (see readAhead).
 	readAhead int
+	// downloads counts the sessions in the TRANSACTION state, which
+	// decides whether they read ahead on a second goroutine (see
+	// readAhead.prefetch).
+	downloads downloads
 
 	sizes    *sizeCache
 	listings *listingCache
