@@ -76,6 +76,21 @@
 # C server with blocking reads and writes, a thread per connection, tried
 # outside this directory the same hour, got 21000-24600 msg/s: under 2x
 # too.)
+# 2026-12-08, the same machine kind, after the read-ahead began reading
+# the next window on a second goroutine while few sessions download
+# (readahead.go). Five runs of ROUNDS=7, each run's medians, tern/dovecot:
+#   window users  run1   run2   run3   run4   run5   median
+#   1      1      2.03x  2.26x  2.11x  2.02x  2.09x  2.09x
+#   1      10     2.03x  2.00x  2.13x  2.22x  1.95x  2.03x
+#   16     1      1.85x  1.67x  2.04x  1.92x  1.88x  1.88x
+#   16     10     2.04x  2.28x  2.24x  2.13x  2.34x  2.24x
+# msg/s in run 3: 12434/5881, 39248/18451, 52346/25705, 94693/42334;
+# server CPU us/msg 56/98, 26/82, 20/38, 13/40. Dovecot at one user,
+# window 1, ran at 5800-6300 msg/s all day (11000-12000 the day before),
+# and the floor at 9300-11500 (18000): that case follows the machine's
+# round-trip latency more than either server. The client's CPU column
+# includes its process start (~50 ms, the store's SQLite code), not
+# timed in msg/s.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-5000}
