@@ -89,8 +89,8 @@
 # window 1, ran at 5800-6300 msg/s all day (11000-12000 the day before),
 # and the floor at 9300-11500 (18000): that case follows the machine's
 # round-trip latency more than either server. The client's CPU column
-# includes its process start (~50 ms, the store's SQLite code), not
-# timed in msg/s.
+# there includes its process start (~50 ms, the store's SQLite code);
+# from here on fetch counts only the download's.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-5000}
