@@ -48,8 +48,12 @@ type readAhead struct {
 	active   *downloads
 }
 
-// downloads counts the sessions that hold a read-ahead.
-type downloads struct{ n atomic.Int32 }
+// downloads counts the sessions that hold a read-ahead, and the windows
+// they read ahead on a second goroutine.
+type downloads struct {
+	n          atomic.Int32
+	prefetched atomic.Int64
+}
 
 // spareCores reports whether the sessions counted leave a core free for
 // each to read ahead on.
@@ -84,9 +88,9 @@ func newReadAhead(budget int, active *downloads) *readAhead {
 // get returns message i of d in wire form (byte-stuffed, CRLF line ends,
 // without the terminating "."), filling the window from the store when
 // it is not there (with a context from storeCtx, made only then: most
-// calls find the message read already). ok is false when the message must be read another way
-// (a file, gone meanwhile, or a store error, which the caller meets
-// again on its own path).
+// calls find the message read already). ok is false when the message
+// must be read another way (a file, gone meanwhile, or a store error,
+// which the caller meets again on its own path).
 func (ra *readAhead) get(storeCtx func() (context.Context, context.CancelFunc), d *maildrop, i int) (wire []byte, ok bool) {
 	seq := i == ra.last+1
 	ra.last = i
@@ -138,6 +142,7 @@ func (ra *readAhead) prefetch(storeCtx func() (context.Context, context.CancelFu
 	ch := make(chan *window, 1)
 	ra.next, ra.nextLo, ra.stopNext = ch, lo, cancel
 	st, mailboxID, budget := d.st, d.mailboxID, ra.bytes
+	ra.active.prefetched.Add(1)
 	go func() {
 		w.fill(ctx, st, mailboxID, budget)
 		ch <- w

@@ -3,6 +3,7 @@ package pop3server
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,9 @@ func TestReadAheadPrefetch(t *testing.T) {
 		retr(c, n)
 	}
 	c.ok("QUIT")
+	if e.srv.downloads.prefetched.Load() == 0 {
+		t.Fatal("a lone session downloading in order never read ahead on a second goroutine")
+	}
 	// A session dropped in the middle of a download, most likely with a
 	// prefetch under way, leaves the maildrop to the next login.
 	c = e.dial()
@@ -140,6 +144,32 @@ func TestDownloadsCounted(t *testing.T) {
 	count(1)
 	c.c.Close()
 	count(0)
+}
+
+// TestPrefetchNeedsSpareCores: while more sessions are logged in than
+// half the cores, a download in order reads ahead only on its own
+// goroutine.
+func TestPrefetchNeedsSpareCores(t *testing.T) {
+	e := newEnv(t, envOpts{insecure: true})
+	for i := 0; i < 100; i++ {
+		e.deliver(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i))
+	}
+	// Stand-ins for the other sessions, counted as logins are.
+	others := max(1, runtime.GOMAXPROCS(0)/2)
+	e.srv.downloads.n.Add(int32(others))
+	defer e.srv.downloads.n.Add(-int32(others))
+	c := e.dial()
+	c.login()
+	for n := 1; n <= 100; n++ {
+		c.ok(fmt.Sprintf("RETR %d", n))
+		if got, want := c.multi(), crlf(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", n-1, n-1)); got != want {
+			t.Fatalf("RETR %d: got %q, want %q", n, got, want)
+		}
+	}
+	c.ok("QUIT")
+	if n := e.srv.downloads.prefetched.Load(); n != 0 {
+		t.Fatalf("%d windows read ahead on a second goroutine with no core to spare", n)
+	}
 }
 
 // TestAppendWire pins the wire form of stored line ends and dots.
